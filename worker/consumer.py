@@ -1,0 +1,187 @@
+"""The SQS receive loop: long polling, a bounded number of files in flight, one outcome per
+message (delete, leave for a retry, or dead-letter a poison message)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker import logs
+from worker.aws_errors import error_code
+from worker.errors import ConfigurationError, PoisonMessageError
+from worker.events import parse_message_body
+from worker.pipeline import process_object
+from worker.runtime import Runtime
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs.type_defs import MessageTypeDef
+
+log = logging.getLogger(__name__)
+
+# In --drain mode an empty receive ends the run, so it need not wait the full long poll.
+DRAIN_WAIT_SECONDS = 2
+
+
+async def check_queue(rt: Runtime, queue_url: str) -> None:
+    """Fail fast at start-up when the queue cannot be reached."""
+    try:
+        await rt.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(f"queue {queue_url} is not reachable: {error_code(exc)}") from exc
+
+
+class Consumer:
+    """Receives from the ingest queue and processes up to ``files_in_flight`` files at once.
+
+    ``run(drain=True)`` returns once a receive comes back empty and no work is in flight;
+    ``stop()`` (SIGTERM) stops receiving at once, lets work in flight finish within the shutdown
+    grace period and cancels what is left (its messages come back after their visibility
+    timeout).
+    """
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._settings = rt.settings
+        self._queue_url = rt.settings.require_ingest_queue()
+        self._stopping = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def stop(self) -> None:
+        if not self._stopping.is_set():
+            log.info("stopping: no new messages will be received")
+        self._stopping.set()
+
+    async def run(self, *, drain: bool = False) -> None:
+        capacity = self._settings.files_in_flight
+        wait = min(self._settings.receive_wait_seconds, DRAIN_WAIT_SECONDS) if drain else None
+        failures = 0
+        try:
+            while not self._stopping.is_set():
+                if len(self._tasks) >= capacity:
+                    await self._wait_for_room()
+                    continue
+                try:
+                    messages = await self._receive(min(10, capacity - len(self._tasks)), wait)
+                except (ClientError, BotoCoreError) as exc:
+                    failures += 1
+                    delay = min(2.0**failures, 30.0)
+                    log.warning(
+                        "receive failed; retrying",
+                        extra={"error": error_code(exc), "retry_in_seconds": delay},
+                    )
+                    await self._sleep_unless_stopped(delay)
+                    continue
+                failures = 0
+                if messages is None:  # stopped while waiting
+                    break
+                for message in messages:
+                    self._start(message)
+                if not messages and drain:
+                    if not self._tasks:
+                        break
+                    await self._wait_for_room()
+        finally:
+            await self._finish_in_flight()
+
+    def _start(self, message: MessageTypeDef) -> None:
+        task = asyncio.create_task(self._handle(message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _receive(self, count: int, wait: int | None) -> list[MessageTypeDef] | None:
+        receive = asyncio.ensure_future(
+            self._rt.sqs.receive_message(
+                QueueUrl=self._queue_url,
+                MaxNumberOfMessages=count,
+                WaitTimeSeconds=self._settings.receive_wait_seconds if wait is None else wait,
+                VisibilityTimeout=self._settings.visibility_timeout_seconds,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        )
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({receive, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not receive.done():
+            receive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receive
+            return None
+        return receive.result().get("Messages", [])
+
+    async def _wait_for_room(self) -> None:
+        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _sleep_unless_stopped(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        grace = self._settings.shutdown_grace_seconds if self._stopping.is_set() else None
+        _, pending = await asyncio.wait(self._tasks, timeout=grace)
+        for task in pending:
+            task.cancel()
+        if pending:
+            log.warning("shutdown grace period over; %d file(s) handed back", len(pending))
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _handle(self, message: MessageTypeDef) -> None:
+        message_id = message.get("MessageId", "")
+        with logs.bind(message_id=message_id):
+            try:
+                await self._handle_message(message)
+            except Exception:  # one bad message never stops the loop
+                log.exception("unexpected error while handling a message; it will be retried")
+
+    async def _handle_message(self, message: MessageTypeDef) -> None:
+        try:
+            refs = parse_message_body(message.get("Body", ""))
+        except PoisonMessageError as exc:
+            await self._dead_letter(message, str(exc))
+            return
+        if not refs:
+            log.info("test event or no ObjectCreated records; acknowledged")
+            await self._delete(message)
+            return
+        results = [await process_object(self._rt, ref) for ref in refs]
+        if all(result.outcome.settled for result in results):
+            await self._delete(message)
+
+    async def _delete(self, message: MessageTypeDef) -> None:
+        try:
+            await self._rt.sqs.delete_message(
+                QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            # The message comes back; the upload is settled, so it is then acknowledged as a
+            # duplicate.
+            log.warning("could not delete message", extra={"error": error_code(exc)})
+
+    async def _dead_letter(self, message: MessageTypeDef, reason: str) -> None:
+        dlq_url = self._settings.dlq_url
+        if not dlq_url:
+            log.error(
+                "poison message and no DLQ_URL set; leaving it for the queue's redrive policy",
+                extra={"reason": reason},
+            )
+            return
+        await self._rt.sqs.send_message(
+            QueueUrl=dlq_url,
+            MessageBody=message.get("Body", "") or "(empty)",
+            MessageAttributes={
+                "reason": {"DataType": "String", "StringValue": reason},
+                "source_message_id": {
+                    "DataType": "String",
+                    "StringValue": message.get("MessageId", "unknown"),
+                },
+            },
+        )
+        log.error("poison message moved to the DLQ", extra={"reason": reason})
+        await self._delete(message)

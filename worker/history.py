@@ -1,0 +1,180 @@
+"""``upload_history`` and ``vendors``: the SQL the pipeline runs, one method per transition.
+
+Every upload ends in one status of design §2's table. A claim is a lease: the worker that
+claims an upload bumps ``attempts`` and only that attempt's ``finish_*`` calls take effect
+(``attempts`` is the fencing token), so a worker that lost its lease cannot overwrite the
+outcome of the one that took over.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+class ClaimState(enum.Enum):
+    CLAIMED = "claimed"  # this worker holds the upload now
+    DUPLICATE = "duplicate"  # already staged/validated with the same ETag
+    BUSY = "busy"  # another worker holds a live lease
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    state: ClaimState
+    attempt: int = 0
+    # Rows of an earlier version that may have items: surplus above the new count is removed.
+    previous_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    upload_id: str
+    vendor_id: str
+    file_name: str
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    uploaded_at: datetime | None
+
+
+_CLAIM = """
+INSERT INTO upload_history AS h (
+    upload_id, vendor_id, file_name, s3_bucket, s3_key, s3_etag, file_size_bytes, status,
+    attempts, lease_expires_at, upload_timestamp, processing_started_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', 1, now() + make_interval(secs => $8), $9,
+        now(), now())
+ON CONFLICT (upload_id) DO UPDATE SET
+    s3_bucket = EXCLUDED.s3_bucket, s3_key = EXCLUDED.s3_key, s3_etag = EXCLUDED.s3_etag,
+    file_size_bytes = EXCLUDED.file_size_bytes, status = 'processing',
+    attempts = h.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
+    successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
+    error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
+    updated_at = now()
+WHERE NOT (h.status IN ('staged', 'validated') AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag)
+  AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
+RETURNING h.attempts, h.total_records
+"""
+
+_RECORD_REJECTED = """
+INSERT INTO upload_history AS h (
+    upload_id, vendor_id, file_name, s3_bucket, s3_key, s3_etag, file_size_bytes, status,
+    attempts, error_message, upload_timestamp, processing_started_at, processing_completed_at,
+    updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', 1, $8, $9, now(), now(), now())
+ON CONFLICT (upload_id) DO UPDATE SET
+    status = 'rejected', attempts = h.attempts + 1, error_message = EXCLUDED.error_message,
+    s3_etag = EXCLUDED.s3_etag, lease_expires_at = NULL, processing_completed_at = now(),
+    updated_at = now()
+WHERE h.status <> 'processing' OR h.lease_expires_at <= now()
+"""
+
+
+class UploadHistory:
+    """The pipeline's view of PostgreSQL; takes a connection, owns no resources."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def vendor_status(self, vendor_id: str) -> str | None:
+        status: str | None = await self._conn.fetchval(
+            "SELECT status FROM vendors WHERE vendor_id = $1", vendor_id
+        )
+        return status
+
+    async def claim(self, upload: NewUpload, *, lease_seconds: float) -> Claim:
+        row = await self._conn.fetchrow(
+            _CLAIM,
+            upload.upload_id,
+            upload.vendor_id,
+            upload.file_name,
+            upload.bucket,
+            upload.key,
+            upload.etag,
+            upload.size,
+            float(lease_seconds),
+            upload.uploaded_at,
+        )
+        if row is not None:
+            return Claim(ClaimState.CLAIMED, row["attempts"], row["total_records"])
+        status = await self._conn.fetchval(
+            "SELECT status FROM upload_history WHERE upload_id = $1", upload.upload_id
+        )
+        if status in ("staged", "validated"):
+            return Claim(ClaimState.DUPLICATE)
+        return Claim(ClaimState.BUSY)
+
+    async def record_rejected(self, upload: NewUpload, message: str) -> None:
+        """Record an upload rejected before it could be claimed (a key that does not parse)."""
+        await self._conn.execute(
+            _RECORD_REJECTED,
+            upload.upload_id,
+            upload.vendor_id,
+            upload.file_name,
+            upload.bucket,
+            upload.key,
+            upload.etag,
+            upload.size,
+            message,
+            upload.uploaded_at,
+        )
+
+    async def finish_staged(
+        self, upload_id: str, attempt: int, *, total: int, successful: int, failed: int
+    ) -> bool:
+        return await self._finish(
+            """UPDATE upload_history SET status = 'staged', total_records = $3,
+                   successful_records = $4, failed_records = $5, error_message = NULL""",
+            upload_id,
+            attempt,
+            total,
+            successful,
+            failed,
+        )
+
+    async def finish_rejected(self, upload_id: str, attempt: int, message: str) -> bool:
+        return await self._finish(
+            """UPDATE upload_history SET status = 'rejected', error_message = $3,
+                   successful_records = 0, failed_records = 0""",
+            upload_id,
+            attempt,
+            message,
+        )
+
+    async def finish_failed(
+        self, upload_id: str, attempt: int, message: str, *, rows_read: int
+    ) -> bool:
+        # total_records keeps the highest row that may have an item, for surplus removal later.
+        return await self._finish(
+            """UPDATE upload_history SET status = 'failed', error_message = $3,
+                   total_records = GREATEST(total_records, $4)""",
+            upload_id,
+            attempt,
+            message,
+            rows_read,
+        )
+
+    async def _finish(self, update: str, upload_id: str, attempt: int, *args: object) -> bool:
+        result: str = await self._conn.execute(
+            update
+            + """, lease_expires_at = NULL, processing_completed_at = now(), updated_at = now()
+                 WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            *args,
+        )
+        return result == "UPDATE 1"
+
+    async def renew_lease(self, upload_id: str, attempt: int, lease_seconds: float) -> bool:
+        result: str = await self._conn.execute(
+            """UPDATE upload_history SET lease_expires_at = now() + make_interval(secs => $3),
+                   updated_at = now()
+               WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            float(lease_seconds),
+        )
+        return result == "UPDATE 1"

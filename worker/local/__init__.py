@@ -1,0 +1,1 @@
+"""The embedded local stack: a moto server and a PostgreSQL, provisioned like production."""

@@ -1,0 +1,228 @@
+"""Create the stack's resources, as deploy/ does in AWS: bucket with its S3→SQS notification,
+ingest queue with its DLQ and redrive policy, the staging table with its GSIs and stream, the
+database secret, the schema and a few vendors. Every step is idempotent."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aioboto3
+import asyncpg
+from botocore.exceptions import ClientError
+
+from worker import migrations
+from worker.database import DatabaseCredentials
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_secretsmanager import SecretsManagerClient
+    from types_aiobotocore_sqs import SQSClient
+
+# The vendors a fresh local stack knows; INITECH is suspended.
+DEMO_VENDORS = (
+    ("ACME", "Acme Supplies", "ops@acme.example", "active"),
+    ("GLOBEX", "Globex Trading", "catalogue@globex.example", "active"),
+    ("INITECH", "Initech Retail", "vendor@initech.example", "suspended"),
+)
+
+
+@dataclass(frozen=True)
+class StackNames:
+    bucket: str = "vendor-uploads-local"
+    ingest_queue: str = "vendor-onboarding-ingest"
+    dlq: str = "vendor-onboarding-ingest-dlq"
+    table: str = "UploadRecords"
+    secret: str = "ecommerce/rds/credentials"
+    max_receive_count: int = 3
+    visibility_timeout: int = 300
+
+
+@dataclass(frozen=True)
+class QueueUrls:
+    ingest: str
+    dlq: str
+
+
+async def provision_aws(
+    endpoint_url: str, region: str, names: StackNames, credentials: DatabaseCredentials
+) -> QueueUrls:
+    session = aioboto3.Session()
+    kwargs = {"endpoint_url": endpoint_url, "region_name": region}
+    async with (
+        session.client("s3", **kwargs) as s3,
+        session.client("sqs", **kwargs) as sqs,
+        session.client("dynamodb", **kwargs) as dynamodb,
+        session.client("secretsmanager", **kwargs) as secrets,
+    ):
+        queues = await create_queues(sqs, names)
+        await create_bucket(s3, sqs, names, queues.ingest)
+        await create_table(dynamodb, names.table)
+        await put_secret(secrets, names.secret, credentials)
+    return queues
+
+
+async def create_queues(sqs: SQSClient, names: StackNames) -> QueueUrls:
+    dlq_url = (
+        await sqs.create_queue(
+            QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        )
+    )["QueueUrl"]
+    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(names.max_receive_count)}
+    ingest_url = (
+        await sqs.create_queue(
+            QueueName=names.ingest_queue,
+            Attributes={
+                "VisibilityTimeout": str(names.visibility_timeout),
+                "MessageRetentionPeriod": str(4 * 24 * 3600),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+    )["QueueUrl"]
+    return QueueUrls(ingest=ingest_url, dlq=dlq_url)
+
+
+async def create_bucket(s3: S3Client, sqs: SQSClient, names: StackNames, queue_url: str) -> None:
+    try:
+        await s3.create_bucket(Bucket=names.bucket)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "BucketAlreadyOwnedByYou":
+            raise
+    queue_arn = (await sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": queue_arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{names.bucket}"}},
+            }
+        ],
+    }
+    await sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": json.dumps(policy)})
+    await s3.put_bucket_notification_configuration(
+        Bucket=names.bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": queue_arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {
+                        "Key": {
+                            "FilterRules": [
+                                {"Name": "prefix", "Value": "uploads/"},
+                                {"Name": "suffix", "Value": ".csv"},
+                            ]
+                        }
+                    },
+                }
+            ]
+        },
+    )
+
+
+async def create_table(dynamodb: DynamoDBClient, table: str) -> None:
+    try:
+        await dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "upload_id", "AttributeType": "S"},
+                {"AttributeName": "record_id", "AttributeType": "S"},
+                {"AttributeName": "vendor_id", "AttributeType": "S"},
+                {"AttributeName": "status", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "upload_id", "KeyType": "HASH"},
+                {"AttributeName": "record_id", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=[
+                {
+                    "IndexName": "VendorIndex",
+                    "KeySchema": [
+                        {"AttributeName": "vendor_id", "KeyType": "HASH"},
+                        {"AttributeName": "upload_id", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "ALL"},
+                },
+                {
+                    "IndexName": "StatusIndex",
+                    "KeySchema": [
+                        {"AttributeName": "upload_id", "KeyType": "HASH"},
+                        {"AttributeName": "status", "KeyType": "RANGE"},
+                    ],
+                    "Projection": {"ProjectionType": "KEYS_ONLY"},
+                },
+            ],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"},
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceInUseException":
+            raise
+
+
+async def put_secret(
+    secrets: SecretsManagerClient, name: str, credentials: DatabaseCredentials
+) -> None:
+    value = json.dumps(
+        {
+            "username": credentials.username,
+            "password": credentials.password,
+            "host": credentials.host,
+            "port": credentials.port,
+            "dbname": credentials.dbname,
+        }
+    )
+    try:
+        await secrets.create_secret(Name=name, SecretString=value)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "ResourceExistsException":
+            raise
+        await secrets.put_secret_value(SecretId=name, SecretString=value)
+
+
+async def prepare_database(
+    credentials: DatabaseCredentials, dbname: str, *, vendors: bool = True
+) -> DatabaseCredentials:
+    """Create ``dbname`` on the server if needed, migrate it and seed the demo vendors."""
+    admin = await _connect(credentials)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
+        if not exists:
+            await admin.execute(f'CREATE DATABASE "{dbname}"')
+    finally:
+        await admin.close()
+    target = DatabaseCredentials(
+        credentials.username, credentials.password, credentials.host, credentials.port, dbname
+    )
+    conn = await _connect(target)
+    try:
+        await migrations.apply(conn)
+        if vendors:
+            await conn.executemany(
+                """INSERT INTO vendors (vendor_id, name, email, status) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (vendor_id) DO UPDATE SET status = EXCLUDED.status""",
+                DEMO_VENDORS,
+            )
+    finally:
+        await conn.close()
+    return target
+
+
+async def _connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        user=credentials.username,
+        password=credentials.password,
+        host=credentials.host,
+        port=credentials.port,
+        database=credentials.dbname,
+    )

@@ -1,0 +1,289 @@
+"""One S3 object through the ingest steps of design §1, ending in one status of §2's table.
+
+``process_object`` never raises for a problem with the upload or a dependency: it returns an
+:class:`UploadResult` whose ``outcome`` tells the caller what to do with the message. It knows
+nothing about where it runs (ECS worker, Lambda, CLI).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from worker import logs
+from worker.csv_stream import typed_rows
+from worker.errors import PermanentError, TransientError, UploadKeyError
+from worker.events import ObjectRef
+from worker.history import Claim, ClaimState, NewUpload, UploadHistory
+from worker.items import ItemFactory, record_key
+from worker.keys import UploadKey, folder_vendor, parse_upload_key, rejected_upload_id
+from worker.metrics import publish_upload_metrics
+from worker.rows import ProductRow
+from worker.runtime import Runtime
+from worker.s3_source import S3Body, open_object
+from worker.staging import StagingWriter
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(enum.StrEnum):
+    STAGED = "staged"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"  # already staged with the same ETag: nothing to do
+    BUSY = "busy"  # another worker holds the upload's lease: try again later
+
+    @property
+    def settled(self) -> bool:
+        """True when the message can be deleted: a retry would change nothing."""
+        return self in (Outcome.STAGED, Outcome.REJECTED, Outcome.DUPLICATE)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResult:
+    upload_id: str
+    vendor_id: str
+    bucket: str
+    key: str
+    outcome: Outcome
+    total: int = 0
+    successful: int = 0
+    failed: int = 0
+    error: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class RowCounts:
+    total: int = 0
+    successful: int = 0
+    failed: int = 0
+
+
+@dataclass(slots=True)
+class _Upload:
+    """What one processing attempt knows about its upload."""
+
+    rt: Runtime
+    ref: ObjectRef
+    key: UploadKey
+    started: float
+    counts: RowCounts = field(default_factory=RowCounts)
+
+    def result(self, outcome: Outcome, error: str | None = None) -> UploadResult:
+        return UploadResult(
+            upload_id=self.key.upload_id,
+            vendor_id=self.key.vendor_id,
+            bucket=self.ref.bucket,
+            key=self.ref.key,
+            outcome=outcome,
+            total=self.counts.total,
+            successful=self.counts.successful,
+            failed=self.counts.failed,
+            error=error,
+            seconds=time.monotonic() - self.started,
+        )
+
+    def record(self, etag: str | None, size: int | None) -> NewUpload:
+        return NewUpload(
+            upload_id=self.key.upload_id,
+            vendor_id=self.key.vendor_id,
+            file_name=self.key.file_name,
+            bucket=self.ref.bucket,
+            key=self.ref.key,
+            etag=etag,
+            size=size,
+            uploaded_at=self.key.uploaded_at,
+        )
+
+
+async def process_object(rt: Runtime, ref: ObjectRef) -> UploadResult:
+    """Stage one uploaded object; see the module docstring."""
+    started = time.monotonic()
+    try:
+        key = parse_upload_key(ref.key)
+    except UploadKeyError as exc:
+        return await _reject_unparsable_key(rt, ref, exc, started)
+    upload = _Upload(rt, ref, key, started)
+    with logs.bind(upload_id=key.upload_id, vendor_id=key.vendor_id):
+        try:
+            result = await _process(upload)
+        except Exception as exc:  # a bug must not stop the worker: retry, then the DLQ
+            log.exception("unexpected error while processing upload")
+            result = upload.result(Outcome.FAILED, f"internal error: {type(exc).__name__}")
+        log.info(
+            "upload %s",
+            result.outcome.value,
+            extra={
+                "s3_key": ref.key,
+                "total_records": result.total,
+                "successful_records": result.successful,
+                "failed_records": result.failed,
+                "error": result.error,
+                "seconds": round(result.seconds, 3),
+            },
+        )
+        return result
+
+
+async def _process(upload: _Upload) -> UploadResult:
+    rt, ref = upload.rt, upload.ref
+    try:
+        async with open_object(rt.s3, ref.bucket, ref.key) as obj:
+            record = upload.record(obj.etag, obj.size)
+            async with rt.database.connection() as conn:
+                claim = await UploadHistory(conn).claim(
+                    record, lease_seconds=rt.settings.visibility_timeout_seconds
+                )
+            if claim.state is ClaimState.DUPLICATE:
+                return upload.result(Outcome.DUPLICATE)
+            if claim.state is ClaimState.BUSY:
+                return upload.result(Outcome.BUSY, "another worker is processing this upload")
+            return await _stage_claimed(upload, claim, obj.body)
+    except PermanentError as exc:  # the object is gone: nothing was claimed
+        try:
+            async with rt.database.connection() as conn:
+                await UploadHistory(conn).record_rejected(upload.record(None, None), str(exc))
+        except TransientError as db_exc:
+            return upload.result(Outcome.FAILED, str(db_exc))
+        return upload.result(Outcome.REJECTED, str(exc))
+    except TransientError as exc:  # S3 or the database failed before the claim
+        return upload.result(Outcome.FAILED, str(exc))
+
+
+async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadResult:
+    rt, key = upload.rt, upload.key
+    try:
+        async with rt.database.connection() as conn:
+            status = await UploadHistory(conn).vendor_status(key.vendor_id)
+        if status is None:
+            raise PermanentError(f"vendor {key.vendor_id!r} is not registered")
+        if status != "active":
+            raise PermanentError(f"vendor {key.vendor_id!r} is {status}, not active")
+        await _write_rows(upload, claim, body)
+    except PermanentError as exc:
+        return await _finish_rejected(upload, claim, str(exc))
+    except Exception as exc:
+        if not isinstance(exc, TransientError):
+            log.exception("unexpected error while staging rows")
+        message = str(exc) if isinstance(exc, TransientError) else f"internal error: {exc!r}"
+        await _finish_failed(upload, claim, message)
+        return upload.result(Outcome.FAILED, message)
+
+    counts = upload.counts
+    try:
+        async with rt.database.connection() as conn:
+            held = await UploadHistory(conn).finish_staged(
+                key.upload_id,
+                claim.attempt,
+                total=counts.total,
+                successful=counts.successful,
+                failed=counts.failed,
+            )
+    except TransientError as exc:
+        return upload.result(Outcome.FAILED, str(exc))
+    if not held:
+        log.warning("lease lost while staging; another attempt owns the upload now")
+    if rt.settings.metrics_enabled:
+        await publish_upload_metrics(
+            rt.cloudwatch,
+            rt.settings.metrics_namespace,
+            vendor_id=key.vendor_id,
+            total=counts.total,
+            successful=counts.successful,
+            failed=counts.failed,
+            seconds=time.monotonic() - upload.started,
+        )
+    return upload.result(Outcome.STAGED)
+
+
+def _writer(rt: Runtime) -> StagingWriter:
+    return StagingWriter(
+        rt.dynamodb,
+        rt.settings.dynamodb_table,
+        batches_in_flight=rt.settings.batches_in_flight,
+        max_attempts=rt.settings.staging_max_attempts,
+    )
+
+
+async def _write_rows(upload: _Upload, claim: Claim, body: S3Body) -> None:
+    """Stream, type and stage every row; then remove surplus items of an older version."""
+    rt, key, counts = upload.rt, upload.key, upload.counts
+    items = ItemFactory(
+        upload_id=key.upload_id,
+        vendor_id=key.vendor_id,
+        s3_key=key.key,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    )
+    async with _writer(rt) as writer:
+        async for row_number, row in typed_rows(body, rt.settings.s3_read_chunk_bytes):
+            counts.total = row_number
+            if isinstance(row, ProductRow):
+                counts.successful += 1
+            else:
+                counts.failed += 1
+            await writer.put(items.item(row_number, row))
+        for row_number in range(counts.total + 1, claim.previous_rows + 1):
+            await writer.delete(record_key(key.upload_id, row_number))
+
+
+async def _finish_rejected(upload: _Upload, claim: Claim, message: str) -> UploadResult:
+    """A rejected upload keeps no staging items: remove those this or an older version wrote."""
+    rt, upload_id = upload.rt, upload.key.upload_id
+    try:
+        async with _writer(rt) as writer:
+            for row_number in range(1, max(upload.counts.total, claim.previous_rows) + 1):
+                await writer.delete(record_key(upload_id, row_number))
+        async with rt.database.connection() as conn:
+            await UploadHistory(conn).finish_rejected(upload_id, claim.attempt, message)
+    except TransientError as exc:
+        failure = f"{message}; then removing its staged items failed: {exc}"
+        await _finish_failed(upload, claim, failure)
+        return upload.result(Outcome.FAILED, failure)
+    upload.counts = RowCounts()
+    return upload.result(Outcome.REJECTED, message)
+
+
+async def _finish_failed(upload: _Upload, claim: Claim, message: str) -> None:
+    try:
+        async with upload.rt.database.connection() as conn:
+            await UploadHistory(conn).finish_failed(
+                upload.key.upload_id, claim.attempt, message, rows_read=upload.counts.total
+            )
+    except TransientError as exc:
+        log.warning("could not record the failure", extra={"error": str(exc)})
+
+
+async def _reject_unparsable_key(
+    rt: Runtime, ref: ObjectRef, exc: UploadKeyError, started: float
+) -> UploadResult:
+    record = NewUpload(
+        upload_id=rejected_upload_id(ref.bucket, ref.key),
+        vendor_id=folder_vendor(ref.key),
+        file_name=ref.key.rsplit("/", 1)[-1],
+        bucket=ref.bucket,
+        key=ref.key,
+        etag=ref.etag,
+        size=ref.size,
+        uploaded_at=None,
+    )
+    outcome, error = Outcome.REJECTED, str(exc)
+    with logs.bind(upload_id=record.upload_id, vendor_id=record.vendor_id):
+        try:
+            async with rt.database.connection() as conn:
+                await UploadHistory(conn).record_rejected(record, error)
+        except TransientError as db_exc:
+            outcome, error = Outcome.FAILED, str(db_exc)
+        log.info("upload %s", outcome.value, extra={"s3_key": ref.key, "error": error})
+    return UploadResult(
+        record.upload_id,
+        record.vendor_id,
+        ref.bucket,
+        ref.key,
+        outcome,
+        error=error,
+        seconds=time.monotonic() - started,
+    )

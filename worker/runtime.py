@@ -1,0 +1,71 @@
+"""The one place that opens everything: AWS clients and the database pool, on one exit stack."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from worker.database import Database, SecretCache
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_cloudwatch import CloudWatchClient
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_secretsmanager import SecretsManagerClient
+    from types_aiobotocore_sqs import SQSClient
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Clients and the pool for the life of a process (or of a warm Lambda container)."""
+
+    settings: Settings
+    s3: S3Client
+    sqs: SQSClient
+    dynamodb: DynamoDBClient
+    cloudwatch: CloudWatchClient
+    secrets: SecretsManagerClient
+    database: Database
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, settings: Settings) -> AsyncIterator[Runtime]:
+        """Enter every client and the pool; the pool connects eagerly, retrying a few times."""
+        session = aioboto3.Session()
+        common = {"region_name": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
+        pool_size = settings.files_in_flight * (settings.batches_in_flight + 2)
+        config = AioConfig(
+            max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 4}
+        )
+        # The staging writer owns retries and backoff for DynamoDB; items are built in the wire
+        # format, so botocore's per-item parameter validation is skipped.
+        dynamodb_config = AioConfig(
+            max_pool_connections=pool_size,
+            retries={"total_max_attempts": 1},
+            parameter_validation=False,
+        )
+        async with AsyncExitStack() as stack:
+            s3 = await stack.enter_async_context(session.client("s3", config=config, **common))
+            sqs = await stack.enter_async_context(session.client("sqs", config=config, **common))
+            dynamodb = await stack.enter_async_context(
+                session.client("dynamodb", config=dynamodb_config, **common)
+            )
+            cloudwatch = await stack.enter_async_context(
+                session.client("cloudwatch", config=config, **common)
+            )
+            secrets = await stack.enter_async_context(
+                session.client("secretsmanager", config=config, **common)
+            )
+            cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
+            database = await stack.enter_async_context(
+                Database.open(
+                    cache, max_size=settings.db_pool_max_size, attempts=settings.startup_attempts
+                )
+            )
+            yield cls(settings, s3, sqs, dynamodb, cloudwatch, secrets, database)

@@ -1,0 +1,46 @@
+"""The one settings object, built from the environment at the edge and passed down."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from worker.errors import ConfigurationError
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Environment names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    aws_region: str = "us-east-1"
+    # botocore's own variable: points every client at a local stack when set.
+    aws_endpoint_url: str | None = None
+
+    ingest_queue_url: str | None = None
+    dlq_url: str | None = None
+    dynamodb_table: str = "UploadRecords"
+    rds_secret_name: str = "ecommerce/rds/credentials"
+    metrics_namespace: str = "EcommerceProductOnboarding"
+    metrics_enabled: bool = True
+
+    files_in_flight: int = Field(default=4, ge=1, le=64)
+    batches_in_flight: int = Field(default=16, ge=1, le=128)
+    staging_max_attempts: int = Field(default=8, ge=1)
+    receive_wait_seconds: int = Field(default=20, ge=0, le=20)
+    visibility_timeout_seconds: int = Field(default=300, ge=1, le=43200)
+    shutdown_grace_seconds: float = Field(default=60.0, ge=0)
+    secret_ttl_seconds: float = Field(default=300.0, ge=0)
+    db_pool_max_size: int = Field(default=8, ge=1)
+    startup_attempts: int = Field(default=5, ge=1)
+    s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096)
+
+    def require_ingest_queue(self) -> str:
+        if not self.ingest_queue_url:
+            raise ConfigurationError("INGEST_QUEUE_URL is not set")
+        return self.ingest_queue_url
+
+    def require_dlq(self) -> str:
+        if not self.dlq_url:
+            raise ConfigurationError("DLQ_URL is not set")
+        return self.dlq_url
