@@ -186,7 +186,7 @@ def _reset_moto(endpoint: str) -> None:
 @pytest.fixture
 async def stack(
     moto_endpoint: str, db_credentials: DatabaseCredentials, db: asyncpg.Connection
-) -> AsyncIterator[Stack]:
+) -> Stack:
     _reset_moto(moto_endpoint)
     await db.execute("TRUNCATE upload_history, products, vendors")
     names = StackNames()
@@ -204,7 +204,7 @@ async def stack(
     stack = Stack(settings, names, db_credentials, db)
     # Configuring the notification sends an s3:TestEvent; most tests start from an empty queue.
     await _purge(stack, queues.ingest)
-    yield stack
+    return stack
 
 
 async def _purge(stack: Stack, queue_url: str) -> None:
@@ -217,7 +217,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 def s3_event(bucket: str, *keys: str, encoded: bool = True) -> str:
     """An S3 ObjectCreated notification body naming ``keys`` (URL-encoded like S3 does)."""
-    from urllib.parse import quote_plus  # noqa: PLC0415
+    from urllib.parse import quote_plus
 
     return json.dumps(
         {

@@ -29,7 +29,8 @@ async def parse(data: bytes, chunk: int = 7) -> list[tuple[int, ProductRow | Row
 
 async def test_quoted_commas_quotes_and_newlines_crlf_and_a_bom() -> None:
     text = (
-        "\ufeff" + HEADER.replace("\n", "\r\n")
+        "\ufeff"
+        + HEADER.replace("\n", "\r\n")
         + 'P-1,"Cup, large",Kitchen,S-1,1.50,3,"He said ""hi""\r\nsecond line"\r\n'
         + "P-2,Plate,Kitchen,S-2,2.00,4,\r\n"
     )

@@ -74,7 +74,9 @@ async def test_a_clean_file_lands_as_typed_items_and_a_staged_history_row(stack:
 
 async def test_bad_rows_are_kept_as_parse_errors_with_their_field_errors(stack: Stack) -> None:
     await stack.add_vendor("ACME")
-    body = csv_file(2) + "P-3,Broken,Kitchen,,,SKU-3,,abc,,ten,,,,\nP-4,,Kitchen,,,SKU-4,,1,,1,,,,\n"
+    body = (
+        csv_file(2) + "P-3,Broken,Kitchen,,,SKU-3,,abc,,ten,,,,\nP-4,,Kitchen,,,SKU-4,,1,,1,,,,\n"
+    )
     await stack.put_object(KEY, body)
 
     await stack.run_worker()
@@ -149,7 +151,12 @@ async def test_a_new_version_of_the_same_key_replaces_the_old_items(stack: Stack
     await stack.run_worker()
 
     items = await stack.items(UPLOAD_ID)
-    assert [item["record_id"] for item in items] == ["REC_00001", "REC_00002", "REC_00003", "REC_00004"]
+    assert [item["record_id"] for item in items] == [
+        "REC_00001",
+        "REC_00002",
+        "REC_00003",
+        "REC_00004",
+    ]
     assert {item["product_data"]["price"] for item in items} == {Decimal("11.00")}
     history = await stack.history(UPLOAD_ID)
     assert history is not None
@@ -362,4 +369,3 @@ async def test_metrics_are_published_per_vendor(stack: Stack) -> None:
     assert dimensions == {("VendorId", "ACME")}
     sums = {result["Id"]: sum(result["Values"]) for result in data["MetricDataResults"]}
     assert sums == {"csvrecordsprocessed": 3, "csvrecordssuccessful": 2, "csvrecordsfailed": 1}
-

@@ -35,9 +35,7 @@ def test_upload_ids_of_two_vendors_at_the_same_second_differ() -> None:
         ("uploads/" + "A" * 65 + "/" + "A" * 65 + "_20240101_120000.csv", "does not match"),
     ],
 )
-def test_a_bad_key_is_a_permanent_error_naming_the_expected_pattern(
-    key: str, problem: str
-) -> None:
+def test_a_bad_key_is_a_permanent_error_naming_the_expected_pattern(key: str, problem: str) -> None:
     with pytest.raises(UploadKeyError) as caught:
         parse_upload_key(key)
 

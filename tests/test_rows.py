@@ -46,7 +46,9 @@ def test_empty_optional_cells_are_absent_and_extra_columns_kept() -> None:
 
 
 def test_header_names_are_matched_in_any_order_and_case() -> None:
-    header = Header.parse([" PRICE", "Stock_Quantity", "sku", "category", "product_name", "VENDOR_PRODUCT_ID"])
+    header = Header.parse(
+        [" PRICE", "Stock_Quantity", "sku", "category", "product_name", "VENDOR_PRODUCT_ID"]
+    )
 
     typed = header.type_row(["3.00", "4", "S", "C", "N", "V"])
 

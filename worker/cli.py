@@ -24,14 +24,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _settings() -> Any:
-    from worker.settings import Settings  # noqa: PLC0415
+    from worker.settings import Settings
 
     return Settings()
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from worker.consumer import Consumer, check_queue  # noqa: PLC0415
-    from worker.runtime import Runtime  # noqa: PLC0415
+    from worker.consumer import Consumer, check_queue
+    from worker.runtime import Runtime
 
     settings = _settings()
     queue_url = settings.require_ingest_queue()
@@ -48,8 +48,8 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 async def _migrate(args: argparse.Namespace) -> int:
-    from worker import migrations  # noqa: PLC0415
-    from worker.runtime import Runtime  # noqa: PLC0415
+    from worker import migrations
+    from worker.runtime import Runtime
 
     async with Runtime.open(_settings()) as rt, rt.database.connection() as conn:
         applied = await migrations.apply(conn)
@@ -58,7 +58,7 @@ async def _migrate(args: argparse.Namespace) -> int:
 
 
 async def _local(args: argparse.Namespace) -> int:
-    from worker.local import stack  # noqa: PLC0415
+    from worker.local import stack
 
     if args.action == "down":
         stopped = stack.down()
@@ -72,7 +72,7 @@ async def _local(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from worker.local.demo import render, run_demo  # noqa: PLC0415
+    from worker.local.demo import render, run_demo
 
     rows = await run_demo(args.database_url, keep=args.keep)
     print()
@@ -102,8 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.add_argument("action", choices=("up", "down"))
     local.add_argument(
         "--database-url",
-        help="use this PostgreSQL (postgresql://user:pass@host:port/db) instead of an "
-        "embedded one",
+        help="use this PostgreSQL (postgresql://user:pass@host:port/db) instead of an embedded one",
     )
     local.add_argument("--port", type=int, help="moto server port (default: a free one)")
     local.set_defaults(handler=_local)

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Self, cast
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -177,7 +177,7 @@ class Database:
                 conn_cm = self._pool.acquire(timeout=30)
                 conn = await conn_cm.__aenter__()
             try:
-                yield conn
+                yield cast("asyncpg.Connection", conn)
             finally:
                 await conn_cm.__aexit__(None, None, None)
         except _AUTH_ERRORS as exc:

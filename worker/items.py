@@ -77,4 +77,3 @@ def product_data(row: ProductRow) -> dict[str, AttributeValue]:
     if row.extra:
         data["extra"] = {"M": {name: {"S": value} for name, value in row.extra.items()}}
     return data
-

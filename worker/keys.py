@@ -34,7 +34,7 @@ class UploadKey:
 
 
 def parse_upload_key(key: str) -> UploadKey:
-    """Parse a decoded S3 key, or raise :class:`~worker.errors.UploadKeyError` naming the problem."""
+    """Parse a decoded S3 key, or raise :class:`UploadKeyError` naming the problem."""
     match = _KEY.fullmatch(key)
     if match is None:
         raise UploadKeyError(f"S3 key {key!r} does not match {KEY_FORMAT}")

@@ -55,7 +55,9 @@ class ConsoleFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = " ".join(f"{k}={v}" for k, v in _fields(record).items())
         time = datetime.fromtimestamp(record.created).strftime("%H:%M:%S")
-        line = f"{time} {record.levelname:<7} {record.getMessage()}" + (f"  {fields}" if fields else "")
+        line = f"{time} {record.levelname:<7} {record.getMessage()}" + (
+            f"  {fields}" if fields else ""
+        )
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line

@@ -9,6 +9,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from types_aiobotocore_cloudwatch import CloudWatchClient
+    from types_aiobotocore_cloudwatch.literals import StandardUnitType
+    from types_aiobotocore_cloudwatch.type_defs import DimensionTypeDef
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +27,8 @@ async def publish_upload_metrics(
 ) -> bool:
     """Publish the counts of one upload; a failure is logged, never raised: metrics are not
     worth failing an upload whose rows are already staged."""
-    dimensions = [{"Name": "VendorId", "Value": vendor_id}]
-    data = [
+    dimensions: list[DimensionTypeDef] = [{"Name": "VendorId", "Value": vendor_id}]
+    data: list[tuple[str, float, StandardUnitType]] = [
         ("CSVRecordsProcessed", float(total), "Count"),
         ("CSVRecordsSuccessful", float(successful), "Count"),
         ("CSVRecordsFailed", float(failed), "Count"),

@@ -157,12 +157,7 @@ async def _process(upload: _Upload) -> UploadResult:
 async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadResult:
     rt, key = upload.rt, upload.key
     try:
-        async with rt.database.connection() as conn:
-            status = await UploadHistory(conn).vendor_status(key.vendor_id)
-        if status is None:
-            raise PermanentError(f"vendor {key.vendor_id!r} is not registered")
-        if status != "active":
-            raise PermanentError(f"vendor {key.vendor_id!r} is {status}, not active")
+        await _check_vendor(rt, key.vendor_id)
         await _write_rows(upload, claim, body)
     except PermanentError as exc:
         return await _finish_rejected(upload, claim, str(exc))
@@ -198,6 +193,15 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
             seconds=time.monotonic() - upload.started,
         )
     return upload.result(Outcome.STAGED)
+
+
+async def _check_vendor(rt: Runtime, vendor_id: str) -> None:
+    async with rt.database.connection() as conn:
+        status = await UploadHistory(conn).vendor_status(vendor_id)
+    if status is None:
+        raise PermanentError(f"vendor {vendor_id!r} is not registered")
+    if status != "active":
+        raise PermanentError(f"vendor {vendor_id!r} is {status}, not active")
 
 
 def _writer(rt: Runtime) -> StagingWriter:

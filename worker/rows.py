@@ -7,6 +7,7 @@ stage.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -96,8 +97,8 @@ class Header:
         names = tuple(cell.strip().lower() for cell in cells)
         if not any(names):
             raise PermanentError("line 1: the header row is empty")
-        seen: set[str] = set()
-        duplicates = sorted({name for name in names if name in seen or seen.add(name)})
+        seen = set(names)
+        duplicates = sorted(name for name, count in Counter(names).items() if count > 1 and name)
         if duplicates:
             raise PermanentError(f"line 1: duplicate column(s) in header: {', '.join(duplicates)}")
         missing = [name for name in REQUIRED if name not in seen]
@@ -118,11 +119,7 @@ class Header:
             raw.update((f"column_{i + 1}", cells[i]) for i in range(len(names), len(cells)))
             return RowErrors(
                 raw,
-                (
-                    FieldError(
-                        "row", f"row has {len(cells)} cells but the header has {len(names)}"
-                    ),
-                ),
+                (FieldError("row", f"row has {len(cells)} cells but the header has {len(names)}"),),
             )
         if sum(map(len, cells)) > MAX_ROW_CHARS:
             return RowErrors(

@@ -38,7 +38,7 @@ class Runtime:
     async def open(cls, settings: Settings) -> AsyncIterator[Runtime]:
         """Enter every client and the pool; the pool connects eagerly, retrying a few times."""
         session = aioboto3.Session()
-        common = {"region_name": settings.aws_region, "endpoint_url": settings.aws_endpoint_url}
+        region, endpoint = settings.aws_region, settings.aws_endpoint_url
         pool_size = settings.files_in_flight * (settings.batches_in_flight + 2)
         config = AioConfig(
             max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 4}
@@ -51,16 +51,26 @@ class Runtime:
             parameter_validation=False,
         )
         async with AsyncExitStack() as stack:
-            s3 = await stack.enter_async_context(session.client("s3", config=config, **common))
-            sqs = await stack.enter_async_context(session.client("sqs", config=config, **common))
+            s3 = await stack.enter_async_context(
+                session.client("s3", region_name=region, endpoint_url=endpoint, config=config)
+            )
+            sqs = await stack.enter_async_context(
+                session.client("sqs", region_name=region, endpoint_url=endpoint, config=config)
+            )
             dynamodb = await stack.enter_async_context(
-                session.client("dynamodb", config=dynamodb_config, **common)
+                session.client(
+                    "dynamodb", region_name=region, endpoint_url=endpoint, config=dynamodb_config
+                )
             )
             cloudwatch = await stack.enter_async_context(
-                session.client("cloudwatch", config=config, **common)
+                session.client(
+                    "cloudwatch", region_name=region, endpoint_url=endpoint, config=config
+                )
             )
             secrets = await stack.enter_async_context(
-                session.client("secretsmanager", config=config, **common)
+                session.client(
+                    "secretsmanager", region_name=region, endpoint_url=endpoint, config=config
+                )
             )
             cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
             database = await stack.enter_async_context(

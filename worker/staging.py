@@ -127,9 +127,7 @@ class StagingWriter:
             with attempt:
                 try:
                     response = await self._client.batch_write_item(
-                        RequestItems={
-                            self._table: cast("list[WriteRequestUnionTypeDef]", requests)
-                        }
+                        RequestItems={self._table: cast("list[WriteRequestUnionTypeDef]", requests)}
                     )
                 except (ClientError, HTTPClientError) as exc:
                     if not is_retryable(exc):

@@ -50,12 +50,11 @@ async def provision_aws(
     endpoint_url: str, region: str, names: StackNames, credentials: DatabaseCredentials
 ) -> QueueUrls:
     session = aioboto3.Session()
-    kwargs = {"endpoint_url": endpoint_url, "region_name": region}
     async with (
-        session.client("s3", **kwargs) as s3,
-        session.client("sqs", **kwargs) as sqs,
-        session.client("dynamodb", **kwargs) as dynamodb,
-        session.client("secretsmanager", **kwargs) as secrets,
+        session.client("s3", endpoint_url=endpoint_url, region_name=region) as s3,
+        session.client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs,
+        session.client("dynamodb", endpoint_url=endpoint_url, region_name=region) as dynamodb,
+        session.client("secretsmanager", endpoint_url=endpoint_url, region_name=region) as secrets,
     ):
         queues = await create_queues(sqs, names)
         await create_bucket(s3, sqs, names, queues.ingest)

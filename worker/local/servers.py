@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -129,14 +130,16 @@ class EmbeddedPostgres:
 
     def start(self) -> DatabaseCredentials:
         try:
-            import pgserver  # noqa: PLC0415 - only the local stack needs it
+            from pgserver.postgres_server import get_server
         except ImportError:
             raise ConfigurationError(
                 "the embedded PostgreSQL needs the 'local' extra "
                 "(pip install 'vendor-onboarding[local]'), or pass --database-url"
             ) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        pgserver.get_server(str(self.data_dir.resolve()), cleanup_mode=None)
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            get_server(str(self.data_dir.resolve()), cleanup_mode=None)
         return DatabaseCredentials(
             username="postgres",
             password="",
