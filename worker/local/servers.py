@@ -129,16 +129,16 @@ class EmbeddedPostgres:
         return self.state_dir / "pgdata"
 
     def start(self) -> DatabaseCredentials:
-        try:
-            from pgserver.postgres_server import get_server
-        except ImportError:
-            raise ConfigurationError(
-                "the embedded PostgreSQL needs the 'local' extra "
-                "(pip install 'vendor-onboarding[local]'), or pass --database-url"
-            ) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
             warnings.simplefilter("ignore")
+            try:
+                from pgserver.postgres_server import get_server
+            except ImportError:
+                raise ConfigurationError(
+                    "the embedded PostgreSQL needs the 'local' extra "
+                    "(pip install 'vendor-onboarding[local]'), or pass --database-url"
+                ) from None
             get_server(str(self.data_dir.resolve()), cleanup_mode=None)
         return DatabaseCredentials(
             username="postgres",
