@@ -123,7 +123,8 @@ class StagingWriter:
 
     async def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         requests = batch
-        async for attempt in self._retrying:
+        # A copy per batch: a retrying object keeps its state on itself, and batches run at once.
+        async for attempt in self._retrying.copy():
             with attempt:
                 try:
                     response = await self._client.batch_write_item(
