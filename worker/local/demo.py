@@ -32,6 +32,7 @@ class DemoRow:
     failed: int
     items: int
     error: str
+    row_errors: tuple[str, ...] = ()
 
 
 async def upload_samples(settings: Settings, bucket: str) -> list[tuple[str, str]]:
@@ -79,9 +80,26 @@ async def summarise(rt: Runtime, uploaded: list[tuple[str, str]]) -> list[DemoRo
                     record["failed_records"],
                     response["Count"],
                     record["error_message"] or "",
+                    await _row_errors(rt, record["upload_id"]),
                 )
             )
     return rows
+
+
+async def _row_errors(rt: Runtime, upload_id: str) -> tuple[str, ...]:
+    """``row N: field: message`` for the items that could not be typed."""
+    response = await rt.dynamodb.query(
+        TableName=rt.settings.dynamodb_table,
+        KeyConditionExpression="upload_id = :u",
+        FilterExpression="#s = :e",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":u": {"S": upload_id}, ":e": {"S": "parse_error"}},
+    )
+    return tuple(
+        f"row {item['row_number']['N']}: {error['M']['field']['S']}: {error['M']['message']['S']}"
+        for item in response["Items"]
+        for error in item["errors"]["L"]
+    )
 
 
 def render(rows: list[DemoRow]) -> str:
@@ -95,8 +113,10 @@ def render(rows: list[DemoRow]) -> str:
     lines.append("  ".join("-" * w for w in widths))
     for row, source in zip(table, rows, strict=True):
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        if source.error:
-            lines.append(" " * (sum(widths[:-1]) + 2 * (len(widths) - 1)) + f"↳ {source.error}")
+        indent = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
+        lines.extend(
+            f"{indent}↳ {detail}" for detail in (source.error, *source.row_errors) if detail
+        )
     return "\n".join(lines)
 
 
