@@ -16,6 +16,7 @@ from worker.errors import ConfigurationError, PoisonMessageError
 from worker.events import parse_message_body
 from worker.pipeline import process_object
 from worker.runtime import Runtime
+from worker.visibility import VisibilityHeartbeat, retry_delay
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
@@ -150,9 +151,30 @@ class Consumer:
             log.info("test event or no ObjectCreated records; acknowledged")
             await self._delete(message)
             return
-        results = [await process_object(self._rt, ref) for ref in refs]
+        visibility = VisibilityHeartbeat(
+            self._rt.sqs,
+            self._queue_url,
+            message["ReceiptHandle"],
+            self._settings.visibility_timeout_seconds,
+        )
+        try:
+            async with visibility:
+                results = [await process_object(self._rt, ref) for ref in refs]
+        except asyncio.CancelledError:
+            # Shutdown: hand the message back so another worker can take it at once.
+            await asyncio.shield(visibility.set(0))
+            raise
         if all(result.outcome.settled for result in results):
             await self._delete(message)
+            return
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        delay = retry_delay(
+            receives,
+            base=self._settings.retry_backoff_seconds,
+            cap=self._settings.retry_backoff_max_seconds,
+        )
+        log.info("message left for a retry", extra={"receive_count": receives, "retry_in": delay})
+        await visibility.set(delay)
 
     async def _delete(self, message: MessageTypeDef) -> None:
         try:

@@ -7,9 +7,13 @@ nothing about where it runs (ECS worker, Lambda, CLI).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import logging
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -158,7 +162,8 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
     rt, key = upload.rt, upload.key
     try:
         await _check_vendor(rt, key.vendor_id)
-        await _write_rows(upload, claim, body)
+        async with _lease_kept(upload, claim):
+            await _write_rows(upload, claim, body)
     except PermanentError as exc:
         return await _finish_rejected(upload, claim, str(exc))
     except Exception as exc:
@@ -193,6 +198,34 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
             seconds=time.monotonic() - upload.started,
         )
     return upload.result(Outcome.STAGED)
+
+
+@asynccontextmanager
+async def _lease_kept(upload: _Upload, claim: Claim) -> AsyncIterator[None]:
+    """Renew the upload's lease while the block runs (with the message's visibility)."""
+    lease = upload.rt.settings.visibility_timeout_seconds
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(max(lease / 3, 0.5))
+            try:
+                async with upload.rt.database.connection() as conn:
+                    held = await UploadHistory(conn).renew_lease(
+                        upload.key.upload_id, claim.attempt, lease
+                    )
+            except TransientError as exc:
+                log.warning("could not renew the lease", extra={"error": str(exc)})
+                continue
+            if not held:
+                log.warning("lease lost; another attempt owns the upload now")
+
+    task = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _check_vendor(rt: Runtime, vendor_id: str) -> None:

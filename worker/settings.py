@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     staging_max_attempts: int = Field(default=8, ge=1)
     receive_wait_seconds: int = Field(default=20, ge=0, le=20)
     visibility_timeout_seconds: int = Field(default=300, ge=1, le=43200)
+    # A message whose upload failed comes back after base * 2**(receives - 1) s, up to max.
+    retry_backoff_seconds: float = Field(default=30.0, ge=0)
+    retry_backoff_max_seconds: float = Field(default=900.0, ge=0)
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
     secret_ttl_seconds: float = Field(default=300.0, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
