@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine, Sequence
@@ -21,6 +22,7 @@ from worker.errors import OnboardingError
 log = logging.getLogger("worker.cli")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+STATUSES = ("processing", "staged", "validated", "rejected", "failed")
 
 
 def _settings() -> Any:
@@ -38,9 +40,16 @@ async def _run(args: argparse.Namespace) -> int:
     async with Runtime.open(settings) as rt:
         await check_queue(rt, queue_url)
         consumer = Consumer(rt)
+
+        def on_signal() -> None:
+            if consumer.stopping:  # a second signal: leave at once
+                log.warning("second signal: exiting now")
+                os._exit(EXIT_FAILED)
+            consumer.stop()
+
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, consumer.stop)
+            loop.add_signal_handler(sig, on_signal)
         log.info("worker started", extra={"queue": queue_url, "drain": args.drain})
         await consumer.run(drain=args.drain)
     log.info("worker stopped")
@@ -81,6 +90,106 @@ async def _demo(args: argparse.Namespace) -> int:
     return EXIT_OK if all(row.status in expected for row in rows) else EXIT_FAILED
 
 
+async def _uploads(args: argparse.Namespace) -> int:
+    from worker.operations import list_uploads
+    from worker.runtime import Runtime
+    from worker.table import render_table
+
+    async with Runtime.open(_settings()) as rt:
+        rows = await list_uploads(rt, status=args.status, vendor=args.vendor, limit=args.limit)
+    print(
+        render_table(
+            ("upload_id", "vendor", "status", "rows", "ok", "bad", "tries", "updated (UTC)"),
+            [
+                (
+                    r.upload_id,
+                    r.vendor_id,
+                    r.status,
+                    str(r.total),
+                    str(r.successful),
+                    str(r.failed),
+                    str(r.attempts),
+                    f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
+                )
+                for r in rows
+            ],
+            [(r.error or "",) for r in rows],
+        )
+    )
+    return EXIT_OK
+
+
+async def _dlq(args: argparse.Namespace) -> int:
+    from worker import operations
+    from worker.runtime import Runtime
+    from worker.table import render_table
+
+    settings = _settings()
+    dlq_url = settings.require_dlq()
+    async with Runtime.open(settings) as rt:
+        if args.action == "peek" or args.dry_run:
+            letters = await operations.peek(rt, dlq_url, args.limit)
+            last = await operations.last_errors(rt, [d.upload_id for d in letters])
+            print(
+                render_table(
+                    ("upload_id", "key", "receives", "age", "last error"),
+                    [
+                        (
+                            d.upload_id or "-",
+                            d.key or "-",
+                            str(d.receive_count),
+                            _age(d.age_seconds),
+                            last.get(d.upload_id) or d.reason or "-",
+                        )
+                        for d in letters
+                    ],
+                )
+            )
+            if args.action == "redrive":
+                print(f"dry run: {len(letters)} message(s) would be redriven")
+            return EXIT_OK
+        ingest_url = settings.require_ingest_queue()
+
+        def progress(moved: int) -> None:
+            print(f"\rredriven {moved} message(s)", end="", file=sys.stderr, flush=True)
+
+        moved, errors = await operations.redrive(
+            rt, dlq_url, ingest_url, limit=args.limit, progress=progress
+        )
+        print(file=sys.stderr)
+    print(f"redriven {moved} message(s) to {ingest_url}")
+    for error in errors:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_FAILED if errors else EXIT_OK
+
+
+def _age(seconds: float) -> str:
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h" if days else f"{hours}h{minutes:02d}m"
+
+
+async def _reprocess(args: argparse.Namespace) -> int:
+    from worker.events import ObjectRef
+    from worker.pipeline import Outcome, process_object
+    from worker.runtime import Runtime
+
+    uri: str = args.uri
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    if not uri.startswith("s3://") or not bucket or not key:
+        print("error: expected s3://bucket/key", file=sys.stderr)
+        return EXIT_USAGE
+    async with Runtime.open(_settings()) as rt:
+        result = await process_object(rt, ObjectRef(bucket, key), force=True)
+    print(
+        f"{result.upload_id}: {result.outcome.value} "
+        f"({result.total} rows, {result.successful} ok, {result.failed} bad)"
+        + (f": {result.error}" if result.error else "")
+    )
+    return EXIT_OK if result.outcome in (Outcome.STAGED, Outcome.REJECTED) else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vendor-onboarding",
@@ -98,6 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
 
+    uploads = commands.add_parser("uploads", help="list recent uploads from upload_history")
+    uploads.add_argument("--status", choices=STATUSES)
+    uploads.add_argument("--vendor", help="only this vendor's uploads")
+    uploads.add_argument("--limit", type=_positive, default=50, help="at most N rows (50)")
+    uploads.set_defaults(handler=_uploads)
+
+    dlq = commands.add_parser("dlq", help="look at or redrive the dead-letter queue")
+    dlq.add_argument("action", choices=("peek", "redrive"))
+    dlq.add_argument("--limit", type=_positive, default=100, help="at most N messages (100)")
+    dlq.add_argument(
+        "--dry-run", action="store_true", help="redrive: show what would move, move nothing"
+    )
+    dlq.set_defaults(handler=_dlq)
+
+    reprocess = commands.add_parser(
+        "reprocess", help="process one object now, even if it was staged before"
+    )
+    reprocess.add_argument("uri", metavar="s3://bucket/key")
+    reprocess.set_defaults(handler=_reprocess)
+
     local = commands.add_parser("local", help="start or stop the embedded local stack")
     local.add_argument("action", choices=("up", "down"))
     local.add_argument(
@@ -114,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--keep", action="store_true", help="leave the local stack running")
     demo.set_defaults(handler=_demo)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,6 +51,10 @@ class Consumer:
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         if not self._stopping.is_set():
             log.info("stopping: no new messages will be received")

@@ -54,7 +54,8 @@ ON CONFLICT (upload_id) DO UPDATE SET
     successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
     error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
     updated_at = now()
-WHERE NOT (h.status IN ('staged', 'validated') AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag)
+WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
+                  AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
   AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
 RETURNING h.attempts, h.total_records
 """
@@ -85,7 +86,8 @@ class UploadHistory:
         )
         return status
 
-    async def claim(self, upload: NewUpload, *, lease_seconds: float) -> Claim:
+    async def claim(self, upload: NewUpload, *, lease_seconds: float, force: bool = False) -> Claim:
+        """Take the upload's lease; ``force`` re-processes even an unchanged staged upload."""
         row = await self._conn.fetchrow(
             _CLAIM,
             upload.upload_id,
@@ -97,6 +99,7 @@ class UploadHistory:
             upload.size,
             float(lease_seconds),
             upload.uploaded_at,
+            force,
         )
         if row is not None:
             return Claim(ClaimState.CLAIMED, row["attempts"], row["total_records"])

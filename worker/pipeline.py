@@ -75,6 +75,7 @@ class _Upload:
     ref: ObjectRef
     key: UploadKey
     started: float
+    force: bool = False
     counts: RowCounts = field(default_factory=RowCounts)
 
     def result(self, outcome: Outcome, error: str | None = None) -> UploadResult:
@@ -104,14 +105,15 @@ class _Upload:
         )
 
 
-async def process_object(rt: Runtime, ref: ObjectRef) -> UploadResult:
-    """Stage one uploaded object; see the module docstring."""
+async def process_object(rt: Runtime, ref: ObjectRef, *, force: bool = False) -> UploadResult:
+    """Stage one uploaded object; see the module docstring. ``force`` processes it even when it
+    is already staged with the same ETag (an operator's ``reprocess``)."""
     started = time.monotonic()
     try:
         key = parse_upload_key(ref.key)
     except UploadKeyError as exc:
         return await _reject_unparsable_key(rt, ref, exc, started)
-    upload = _Upload(rt, ref, key, started)
+    upload = _Upload(rt, ref, key, started, force)
     with logs.bind(upload_id=key.upload_id, vendor_id=key.vendor_id):
         try:
             result = await _process(upload)
@@ -140,7 +142,7 @@ async def _process(upload: _Upload) -> UploadResult:
             record = upload.record(obj.etag, obj.size)
             async with rt.database.connection() as conn:
                 claim = await UploadHistory(conn).claim(
-                    record, lease_seconds=rt.settings.visibility_timeout_seconds
+                    record, lease_seconds=rt.settings.visibility_timeout_seconds, force=upload.force
                 )
             if claim.state is ClaimState.DUPLICATE:
                 return upload.result(Outcome.DUPLICATE)

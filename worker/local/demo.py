@@ -12,6 +12,7 @@ from worker.consumer import Consumer
 from worker.local import stack
 from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.table import render_table
 
 # (vendor, sample file, what it shows)
 DEMO_UPLOADS = (
@@ -103,21 +104,14 @@ async def _row_errors(rt: Runtime, upload_id: str) -> tuple[str, ...]:
 
 
 def render(rows: list[DemoRow]) -> str:
-    headers = ("upload", "status", "rows", "ok", "bad", "items", "key / error")
-    table = [
-        (r.what, r.status, str(r.total), str(r.successful), str(r.failed), str(r.items), r.key)
-        for r in rows
-    ]
-    widths = [max(len(h), *(len(t[i]) for t in table)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    for row, source in zip(table, rows, strict=True):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-        indent = " " * (sum(widths[:-1]) + 2 * (len(widths) - 1))
-        lines.extend(
-            f"{indent}↳ {detail}" for detail in (source.error, *source.row_errors) if detail
-        )
-    return "\n".join(lines)
+    return render_table(
+        ("upload", "status", "rows", "ok", "bad", "items", "key / error"),
+        [
+            (r.what, r.status, str(r.total), str(r.successful), str(r.failed), str(r.items), r.key)
+            for r in rows
+        ],
+        [(r.error, *r.row_errors) for r in rows],
+    )
 
 
 async def run_demo(database_url: str | None, *, keep: bool) -> list[DemoRow]:
