@@ -36,6 +36,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "DLQ_URL": settings.dlq_url or "",
         "RECEIVE_WAIT_SECONDS": "0",
         "STARTUP_ATTEMPTS": "1",
+        "HEALTH_PORT": "0",
     }
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
@@ -33,6 +36,7 @@ def _settings() -> Any:
 
 async def _run(args: argparse.Namespace) -> int:
     from worker.consumer import Consumer, check_queue
+    from worker.health import health_server
     from worker.runtime import Runtime
 
     settings = _settings()
@@ -51,7 +55,19 @@ async def _run(args: argparse.Namespace) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         log.info("worker started", extra={"queue": queue_url, "drain": args.drain})
-        await consumer.run(drain=args.drain)
+        async with contextlib.AsyncExitStack() as stack:
+            if settings.health_port:
+                port = await stack.enter_async_context(
+                    health_server(
+                        rt,
+                        queue_url,
+                        lambda: consumer.last_turn,
+                        port=settings.health_port,
+                        stale_after=settings.receive_wait_seconds + 60,
+                    )
+                )
+                log.info("health endpoint listening", extra={"port": port})
+            await consumer.run(drain=args.drain)
     log.info("worker stopped")
     return EXIT_OK
 
@@ -88,6 +104,19 @@ async def _demo(args: argparse.Namespace) -> int:
     print(render(rows))
     expected = {"staged", "rejected"}
     return EXIT_OK if all(row.status in expected for row in rows) else EXIT_FAILED
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    url = f"http://127.0.0.1:{args.port or _settings().health_port}/healthz/{args.check}"
+    try:
+        with urllib.request.urlopen(url, timeout=args.timeout) as response:
+            print(response.read().decode())
+            return EXIT_OK
+    except urllib.error.HTTPError as exc:
+        print(exc.read().decode(), file=sys.stderr)
+    except OSError as exc:
+        print(f"error: {url}: {exc}", file=sys.stderr)
+    return EXIT_FAILED
 
 
 async def _uploads(args: argparse.Namespace) -> int:
@@ -213,6 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     uploads.add_argument("--limit", type=_positive, default=50, help="at most N rows (50)")
     uploads.set_defaults(handler=_uploads)
 
+    health = commands.add_parser(
+        "healthcheck", help="ask the running worker's health endpoint (for HEALTHCHECK)"
+    )
+    health.add_argument("check", nargs="?", choices=("live", "ready"), default="live")
+    health.add_argument("--port", type=int, help="default: HEALTH_PORT (8080)")
+    health.add_argument("--timeout", type=float, default=5.0)
+    health.set_defaults(handler=_healthcheck)
+
     dlq = commands.add_parser("dlq", help="look at or redrive the dead-letter queue")
     dlq.add_argument("action", choices=("peek", "redrive"))
     dlq.add_argument("--limit", type=_positive, default=100, help="at most N messages (100)")
@@ -256,9 +293,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logs.configure(args.log_level)
-    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]] = args.handler
+    handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int] | int] = args.handler
     try:
-        return asyncio.run(handler(args))
+        outcome = handler(args)
+        return outcome if isinstance(outcome, int) else asyncio.run(outcome)
     except ValidationError as exc:
         print(f"error: invalid settings: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -50,6 +51,7 @@ class Consumer:
         self._queue_url = rt.settings.require_ingest_queue()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.last_turn = time.monotonic()  # when the receive loop last went round (liveness)
 
     @property
     def stopping(self) -> bool:
@@ -66,6 +68,7 @@ class Consumer:
         failures = 0
         try:
             while not self._stopping.is_set():
+                self.last_turn = time.monotonic()
                 if len(self._tasks) >= capacity:
                     await self._wait_for_room()
                     continue
@@ -120,7 +123,15 @@ class Consumer:
         return receive.result().get("Messages", [])
 
     async def _wait_for_room(self) -> None:
-        await asyncio.wait(self._tasks, return_when=asyncio.FIRST_COMPLETED)
+        """Until a file finishes, a stop is asked for, or a few seconds pass (so the loop keeps
+        turning and liveness stays true while long files are processed)."""
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait(
+                {*self._tasks, stopping}, timeout=5, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopping.cancel()
 
     async def _sleep_unless_stopped(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -168,6 +168,10 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
             await _write_rows(upload, claim, body)
     except PermanentError as exc:
         return await _finish_rejected(upload, claim, str(exc))
+    except asyncio.CancelledError:
+        # Shutdown: release the lease so the next worker can start over at once.
+        await asyncio.shield(_finish_failed(upload, claim, "interrupted: the worker shut down"))
+        raise
     except Exception as exc:
         if not isinstance(exc, TransientError):
             log.exception("unexpected error while staging rows")

@@ -139,7 +139,8 @@ class EmbeddedPostgres:
                     "the embedded PostgreSQL needs the 'local' extra "
                     "(pip install 'vendor-onboarding[local]'), or pass --database-url"
                 ) from None
-            get_server(str(self.data_dir.resolve()), cleanup_mode=None)
+            server = get_server(str(self.data_dir.resolve()), cleanup_mode=None)
+            server.ensure_postgres_running()  # the handle is cached: start it if it was stopped
         return DatabaseCredentials(
             username="postgres",
             password="",
