@@ -62,6 +62,13 @@ def test_run_without_a_queue_says_which_setting_is_missing() -> None:
     assert "error: INGEST_QUEUE_URL is not set" in result.stderr
 
 
+def test_run_with_a_missing_table_fails_at_start_up(stack: Stack) -> None:
+    result = cli("run", "--drain", env={**stack_env(stack), "DYNAMODB_TABLE": "NoSuchTable"})
+
+    assert result.returncode == 1
+    assert "error: table NoSuchTable is not reachable: ResourceNotFoundException" in result.stderr
+
+
 def test_run_with_a_missing_secret_fails_at_start_up(stack: Stack) -> None:
     result = cli("run", "--drain", env={**stack_env(stack), "RDS_SECRET_NAME": "no/such/secret"})
 

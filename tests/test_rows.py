@@ -119,3 +119,11 @@ def test_a_bad_header_rejects_the_upload_naming_the_problem(
 
     assert message in str(caught.value)
     assert str(caught.value).startswith("line 1:")
+
+
+def test_a_row_too_large_for_a_staging_item_is_a_parse_error_with_a_preview() -> None:
+    typed = HEADER.type_row(row(product_name="€" * 100_001))
+
+    assert isinstance(typed, RowErrors)
+    assert typed.errors[0].message == "row is larger than 300000 bytes"
+    assert typed.raw["product_name"] == "€" * 1_000

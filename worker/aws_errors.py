@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 
 THROTTLING_CODES = frozenset(
     {
@@ -28,6 +29,6 @@ def error_code(exc: BaseException) -> str:
 
 def is_retryable(exc: BaseException) -> bool:
     """Throttles, server-side faults and network failures: worth another try soon."""
-    if isinstance(exc, HTTPClientError):
+    if isinstance(exc, (HTTPClientError, BotocoreConnectionError)):
         return True
     return isinstance(exc, ClientError) and error_code(exc) in THROTTLING_CODES

@@ -35,14 +35,14 @@ def _settings() -> Any:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from worker.consumer import Consumer, check_queue
+    from worker.consumer import Consumer, check_resources
     from worker.health import health_server
     from worker.runtime import Runtime
 
     settings = _settings()
     queue_url = settings.require_ingest_queue()
     async with Runtime.open(settings) as rt:
-        await check_queue(rt, queue_url)
+        await check_resources(rt, queue_url)
         consumer = Consumer(rt)
 
         def on_signal() -> None:

@@ -15,9 +15,9 @@ from worker import logs
 from worker.aws_errors import error_code
 from worker.errors import ConfigurationError, PoisonMessageError
 from worker.events import parse_message_body
-from worker.pipeline import process_object
+from worker.pipeline import Outcome, process_object
 from worker.runtime import Runtime
-from worker.visibility import VisibilityHeartbeat, retry_delay
+from worker.visibility import MAX_VISIBILITY_SECONDS, VisibilityHeartbeat, retry_delay
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
@@ -28,12 +28,18 @@ log = logging.getLogger(__name__)
 DRAIN_WAIT_SECONDS = 2
 
 
-async def check_queue(rt: Runtime, queue_url: str) -> None:
-    """Fail fast at start-up when the queue cannot be reached."""
+async def check_resources(rt: Runtime, queue_url: str) -> None:
+    """Fail fast at start-up when the queue or the staging table cannot be reached (the
+    database was reached when the runtime opened)."""
     try:
         await rt.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
     except (ClientError, BotoCoreError) as exc:
         raise ConfigurationError(f"queue {queue_url} is not reachable: {error_code(exc)}") from exc
+    table = rt.settings.dynamodb_table
+    try:
+        await rt.dynamodb.describe_table(TableName=table)
+    except (ClientError, BotoCoreError) as exc:
+        raise ConfigurationError(f"table {table} is not reachable: {error_code(exc)}") from exc
 
 
 class Consumer:
@@ -188,6 +194,11 @@ class Consumer:
             base=self._settings.retry_backoff_seconds,
             cap=self._settings.retry_backoff_max_seconds,
         )
+        # A busy upload is retried when its holder's lease runs out, not sooner: each early
+        # receive would bring the message closer to the DLQ.
+        busy = [r.retry_after for r in results if r.outcome is Outcome.BUSY and r.retry_after]
+        if busy:
+            delay = max(delay, min(int(max(busy)) + 1, MAX_VISIBILITY_SECONDS))
         log.info("message left for a retry", extra={"receive_count": receives, "retry_in": delay})
         await visibility.set(delay)
 

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Self, cast
+from typing import TYPE_CHECKING, cast
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -53,22 +53,29 @@ class DatabaseCredentials:
     def __repr__(self) -> str:
         return f"DatabaseCredentials(host={self.host!r}, port={self.port}, dbname={self.dbname!r})"
 
-    @classmethod
-    def from_secret(cls, secret_name: str, text: str) -> Self:
-        try:
-            document = json.loads(text)
-            return cls(
-                username=str(document["username"]),
-                password=str(document["password"]),
-                host=str(document["host"]),
-                port=int(document.get("port", 5432)),
-                dbname=str(document.get("dbname", "postgres")),
-            )
-        except (ValueError, KeyError, TypeError):
-            # The text itself may hold the password: never echo it.
+    @staticmethod
+    def from_secret(secret_name: str, text: str) -> DatabaseCredentials:
+        credentials = _parse_secret(text)
+        if credentials is None:
+            # Raised outside any handler, so no exception context carries the secret's text.
             raise ConfigurationError(
                 f"secret {secret_name!r} is not JSON with username, password, host, port, dbname"
-            ) from None
+            )
+        return credentials
+
+
+def _parse_secret(text: str) -> DatabaseCredentials | None:
+    try:
+        document = json.loads(text)
+        return DatabaseCredentials(
+            username=str(document["username"]),
+            password=str(document["password"]),
+            host=str(document["host"]),
+            port=int(document.get("port", 5432)),
+            dbname=str(document.get("dbname", "postgres")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 class SecretCache:
@@ -166,15 +173,16 @@ class Database:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
         """A pooled connection; driver errors inside the block become :class:`TransientError`."""
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise ConfigurationError("the database is closed")
         try:
             try:
-                conn_cm = self._pool.acquire(timeout=30)
+                conn_cm = pool.acquire(timeout=30)
                 conn = await conn_cm.__aenter__()
             except _AUTH_ERRORS:
-                await self._rebuild(self._pool)
-                conn_cm = self._pool.acquire(timeout=30)
+                pool = await self._rebuild(pool)
+                conn_cm = pool.acquire(timeout=30)
                 conn = await conn_cm.__aenter__()
             try:
                 yield cast("asyncpg.Connection", conn)
@@ -182,14 +190,20 @@ class Database:
                 await conn_cm.__aexit__(None, None, None)
         except _AUTH_ERRORS as exc:
             raise TransientError(f"database refused the credentials: {exc}") from None
+        except ConfigurationError as exc:  # a rebuild that failed: the secret may be mid-rotation
+            raise TransientError(str(exc)) from None
         except _UNAVAILABLE as exc:
             raise TransientError(f"database unavailable: {type(exc).__name__}: {exc}") from exc
 
-    async def _rebuild(self, failed: asyncpg.Pool) -> None:
+    async def _rebuild(self, failed: asyncpg.Pool) -> asyncpg.Pool:
+        """A new pool with fresh credentials, unless another task already built one."""
         async with self._rebuild_lock:
-            if self._pool is failed:  # another task may have rebuilt it already
+            if self._pool is failed:
                 log.warning("database refused the credentials; re-reading the secret")
                 await self._connect(refresh=True)
+            if self._pool is None:
+                raise ConfigurationError("the database is closed")
+            return self._pool
 
     async def close(self) -> None:
         pool, self._pool = self._pool, None

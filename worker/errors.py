@@ -41,3 +41,7 @@ class PoisonMessageError(OnboardingError):
 
 class ConfigurationError(OnboardingError):
     """The service is missing a setting or cannot reach a resource it needs to start."""
+
+
+class LeaseLostError(TransientError):
+    """Another attempt owns the upload now: this one must stop writing at once."""

@@ -25,8 +25,11 @@ class ClaimState(enum.Enum):
 class Claim:
     state: ClaimState
     attempt: int = 0
-    # Rows of an earlier version that may have items: surplus above the new count is removed.
+    # Rows that may have items from earlier attempts or versions: surplus above the new count
+    # is removed.
     previous_rows: int = 0
+    # BUSY: seconds until the other worker's lease runs out.
+    lease_left: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +60,13 @@ ON CONFLICT (upload_id) DO UPDATE SET
 WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
                   AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
   AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
-RETURNING h.attempts, h.total_records
+RETURNING h.attempts, h.reserved_rows
+"""
+
+_INSPECT = """
+SELECT status, s3_etag,
+       GREATEST(0, EXTRACT(EPOCH FROM lease_expires_at - now()))::float8 AS lease_left
+FROM upload_history WHERE upload_id = $1
 """
 
 _RECORD_REJECTED = """
@@ -68,9 +77,11 @@ INSERT INTO upload_history AS h (
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', 1, $8, $9, now(), now(), now())
 ON CONFLICT (upload_id) DO UPDATE SET
     status = 'rejected', attempts = h.attempts + 1, error_message = EXCLUDED.error_message,
-    s3_etag = EXCLUDED.s3_etag, lease_expires_at = NULL, processing_completed_at = now(),
-    updated_at = now()
-WHERE h.status <> 'processing' OR h.lease_expires_at <= now()
+    total_records = 0, successful_records = 0, failed_records = 0, lease_expires_at = NULL,
+    processing_completed_at = now(), updated_at = now()
+WHERE h.status NOT IN ('staged', 'validated')
+  AND (h.status <> 'processing' OR h.lease_expires_at <= now())
+RETURNING h.reserved_rows
 """
 
 
@@ -88,31 +99,42 @@ class UploadHistory:
 
     async def claim(self, upload: NewUpload, *, lease_seconds: float, force: bool = False) -> Claim:
         """Take the upload's lease; ``force`` re-processes even an unchanged staged upload."""
-        row = await self._conn.fetchrow(
-            _CLAIM,
-            upload.upload_id,
-            upload.vendor_id,
-            upload.file_name,
-            upload.bucket,
-            upload.key,
-            upload.etag,
-            upload.size,
-            float(lease_seconds),
-            upload.uploaded_at,
-            force,
-        )
-        if row is not None:
-            return Claim(ClaimState.CLAIMED, row["attempts"], row["total_records"])
-        status = await self._conn.fetchval(
-            "SELECT status FROM upload_history WHERE upload_id = $1", upload.upload_id
-        )
-        if status in ("staged", "validated"):
-            return Claim(ClaimState.DUPLICATE)
+        for _ in range(3):  # the row may change between the two statements: look again
+            row = await self._conn.fetchrow(
+                _CLAIM,
+                upload.upload_id,
+                upload.vendor_id,
+                upload.file_name,
+                upload.bucket,
+                upload.key,
+                upload.etag,
+                upload.size,
+                float(lease_seconds),
+                upload.uploaded_at,
+                force,
+            )
+            if row is not None:
+                return Claim(ClaimState.CLAIMED, row["attempts"], row["reserved_rows"])
+            current = await self._conn.fetchrow(_INSPECT, upload.upload_id)
+            if current is None:
+                continue
+            if (
+                not force
+                and current["status"] in ("staged", "validated")
+                and current["s3_etag"] == upload.etag
+            ):
+                return Claim(ClaimState.DUPLICATE)
+            if current["status"] == "processing" and current["lease_left"] > 0:
+                return Claim(ClaimState.BUSY, lease_left=current["lease_left"])
         return Claim(ClaimState.BUSY)
 
-    async def record_rejected(self, upload: NewUpload, message: str) -> None:
-        """Record an upload rejected before it could be claimed (a key that does not parse)."""
-        await self._conn.execute(
+    async def record_rejected(self, upload: NewUpload, message: str) -> int | None:
+        """Record an upload rejected without a claim (a bad key, an object that is gone).
+
+        Returns the rows that may still have items, or None when nothing was recorded: a
+        staged upload stands, and one under a live lease is left to its worker.
+        """
+        reserved: int | None = await self._conn.fetchval(
             _RECORD_REJECTED,
             upload.upload_id,
             upload.vendor_id,
@@ -124,13 +146,34 @@ class UploadHistory:
             message,
             upload.uploaded_at,
         )
+        return reserved
+
+    async def clear_reserved(self, upload_id: str) -> None:
+        """The items of a rejected upload are gone."""
+        await self._conn.execute(
+            "UPDATE upload_history SET reserved_rows = 0 WHERE upload_id = $1 AND status = "
+            "'rejected'",
+            upload_id,
+        )
+
+    async def reserve_rows(self, upload_id: str, attempt: int, upto: int) -> bool:
+        """Note, before writing them, that rows up to ``upto`` may have items."""
+        result: str = await self._conn.execute(
+            """UPDATE upload_history SET reserved_rows = GREATEST(reserved_rows, $3)
+               WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            upto,
+        )
+        return result == "UPDATE 1"
 
     async def finish_staged(
         self, upload_id: str, attempt: int, *, total: int, successful: int, failed: int
     ) -> bool:
         return await self._finish(
             """UPDATE upload_history SET status = 'staged', total_records = $3,
-                   successful_records = $4, failed_records = $5, error_message = NULL""",
+                   successful_records = $4, failed_records = $5, error_message = NULL,
+                   reserved_rows = $3""",
             upload_id,
             attempt,
             total,
@@ -141,7 +184,8 @@ class UploadHistory:
     async def finish_rejected(self, upload_id: str, attempt: int, message: str) -> bool:
         return await self._finish(
             """UPDATE upload_history SET status = 'rejected', error_message = $3,
-                   successful_records = 0, failed_records = 0""",
+                   total_records = 0, successful_records = 0, failed_records = 0,
+                   reserved_rows = 0""",
             upload_id,
             attempt,
             message,
@@ -150,10 +194,9 @@ class UploadHistory:
     async def finish_failed(
         self, upload_id: str, attempt: int, message: str, *, rows_read: int
     ) -> bool:
-        # total_records keeps the highest row that may have an item, for surplus removal later.
         return await self._finish(
             """UPDATE upload_history SET status = 'failed', error_message = $3,
-                   total_records = GREATEST(total_records, $4)""",
+                   total_records = $4""",
             upload_id,
             attempt,
             message,

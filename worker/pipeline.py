@@ -8,22 +8,20 @@ nothing about where it runs (ECS worker, Lambda, CLI).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from worker import logs
 from worker.csv_stream import typed_rows
-from worker.errors import PermanentError, TransientError, UploadKeyError
+from worker.errors import LeaseLostError, PermanentError, TransientError, UploadKeyError
 from worker.events import ObjectRef
 from worker.history import Claim, ClaimState, NewUpload, UploadHistory
 from worker.items import ItemFactory, record_key
 from worker.keys import UploadKey, folder_vendor, parse_upload_key, rejected_upload_id
+from worker.lease import Lease
 from worker.metrics import publish_upload_metrics
 from worker.rows import ProductRow
 from worker.runtime import Runtime
@@ -31,6 +29,9 @@ from worker.s3_source import S3Body, open_object
 from worker.staging import StagingWriter
 
 log = logging.getLogger(__name__)
+
+# Row numbers are reserved in upload_history this many at a time, before items are written.
+RESERVE_ROWS = 5_000
 
 
 class Outcome(enum.StrEnum):
@@ -58,6 +59,7 @@ class UploadResult:
     failed: int = 0
     error: str | None = None
     seconds: float = 0.0
+    retry_after: float | None = None  # BUSY: when the other worker's lease runs out
 
 
 @dataclass(slots=True)
@@ -78,7 +80,9 @@ class _Upload:
     force: bool = False
     counts: RowCounts = field(default_factory=RowCounts)
 
-    def result(self, outcome: Outcome, error: str | None = None) -> UploadResult:
+    def result(
+        self, outcome: Outcome, error: str | None = None, *, retry_after: float | None = None
+    ) -> UploadResult:
         return UploadResult(
             upload_id=self.key.upload_id,
             vendor_id=self.key.vendor_id,
@@ -90,6 +94,7 @@ class _Upload:
             failed=self.counts.failed,
             error=error,
             seconds=time.monotonic() - self.started,
+            retry_after=retry_after,
         )
 
     def record(self, etag: str | None, size: int | None) -> NewUpload:
@@ -147,91 +152,68 @@ async def _process(upload: _Upload) -> UploadResult:
             if claim.state is ClaimState.DUPLICATE:
                 return upload.result(Outcome.DUPLICATE)
             if claim.state is ClaimState.BUSY:
-                return upload.result(Outcome.BUSY, "another worker is processing this upload")
+                return upload.result(
+                    Outcome.BUSY,
+                    "another worker is processing this upload",
+                    retry_after=claim.lease_left,
+                )
             return await _stage_claimed(upload, claim, obj.body)
     except PermanentError as exc:  # the object is gone: nothing was claimed
-        try:
-            async with rt.database.connection() as conn:
-                await UploadHistory(conn).record_rejected(upload.record(None, None), str(exc))
-        except TransientError as db_exc:
-            return upload.result(Outcome.FAILED, str(db_exc))
-        return upload.result(Outcome.REJECTED, str(exc))
+        return await _reject_unclaimed(upload, str(exc))
     except TransientError as exc:  # S3 or the database failed before the claim
         return upload.result(Outcome.FAILED, str(exc))
 
 
 async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadResult:
+    """Everything after a successful claim; the upload never stays ``processing``."""
     rt, key = upload.rt, upload.key
+    lease = Lease(rt.database, key.upload_id, claim.attempt, rt.settings.visibility_timeout_seconds)
     try:
         await _check_vendor(rt, key.vendor_id)
-        async with _lease_kept(upload, claim):
-            await _write_rows(upload, claim, body)
+        async with lease:
+            await _write_rows(upload, claim, body, lease)
+        await _record_staged(upload, claim)
     except PermanentError as exc:
         return await _finish_rejected(upload, claim, str(exc))
+    except LeaseLostError as exc:
+        # Another attempt owns the upload: it records the outcome, this one stops here.
+        return upload.result(Outcome.BUSY, str(exc))
     except asyncio.CancelledError:
         # Shutdown: release the lease so the next worker can start over at once.
         await asyncio.shield(_finish_failed(upload, claim, "interrupted: the worker shut down"))
         raise
     except Exception as exc:
-        if not isinstance(exc, TransientError):
+        if isinstance(exc, TransientError):
+            message = str(exc)
+        else:
             log.exception("unexpected error while staging rows")
-        message = str(exc) if isinstance(exc, TransientError) else f"internal error: {exc!r}"
+            message = f"internal error: {type(exc).__name__}"
         await _finish_failed(upload, claim, message)
         return upload.result(Outcome.FAILED, message)
-
-    counts = upload.counts
-    try:
-        async with rt.database.connection() as conn:
-            held = await UploadHistory(conn).finish_staged(
-                key.upload_id,
-                claim.attempt,
-                total=counts.total,
-                successful=counts.successful,
-                failed=counts.failed,
-            )
-    except TransientError as exc:
-        return upload.result(Outcome.FAILED, str(exc))
-    if not held:
-        log.warning("lease lost while staging; another attempt owns the upload now")
     if rt.settings.metrics_enabled:
         await publish_upload_metrics(
             rt.cloudwatch,
             rt.settings.metrics_namespace,
             vendor_id=key.vendor_id,
-            total=counts.total,
-            successful=counts.successful,
-            failed=counts.failed,
+            total=upload.counts.total,
+            successful=upload.counts.successful,
+            failed=upload.counts.failed,
             seconds=time.monotonic() - upload.started,
         )
     return upload.result(Outcome.STAGED)
 
 
-@asynccontextmanager
-async def _lease_kept(upload: _Upload, claim: Claim) -> AsyncIterator[None]:
-    """Renew the upload's lease while the block runs (with the message's visibility)."""
-    lease = upload.rt.settings.visibility_timeout_seconds
-
-    async def renew() -> None:
-        while True:
-            await asyncio.sleep(max(lease / 3, 0.5))
-            try:
-                async with upload.rt.database.connection() as conn:
-                    held = await UploadHistory(conn).renew_lease(
-                        upload.key.upload_id, claim.attempt, lease
-                    )
-            except TransientError as exc:
-                log.warning("could not renew the lease", extra={"error": str(exc)})
-                continue
-            if not held:
-                log.warning("lease lost; another attempt owns the upload now")
-
-    task = asyncio.create_task(renew())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+async def _record_staged(upload: _Upload, claim: Claim) -> None:
+    async with upload.rt.database.connection() as conn:
+        held = await UploadHistory(conn).finish_staged(
+            upload.key.upload_id,
+            claim.attempt,
+            total=upload.counts.total,
+            successful=upload.counts.successful,
+            failed=upload.counts.failed,
+        )
+    if not held:
+        raise LeaseLostError("lease lost before the upload was recorded as staged")
 
 
 async def _check_vendor(rt: Runtime, vendor_id: str) -> None:
@@ -252,8 +234,12 @@ def _writer(rt: Runtime) -> StagingWriter:
     )
 
 
-async def _write_rows(upload: _Upload, claim: Claim, body: S3Body) -> None:
-    """Stream, type and stage every row; then remove surplus items of an older version."""
+async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease) -> None:
+    """Stream, type and stage every row; then remove surplus items of an older version.
+
+    Row numbers are reserved in ``upload_history`` before their items are written, so that
+    whatever happens to this worker, a later attempt knows which items may exist.
+    """
     rt, key, counts = upload.rt, upload.key, upload.counts
     items = ItemFactory(
         upload_id=key.upload_id,
@@ -261,8 +247,13 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body) -> None:
         s3_key=key.key,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
+    reserved = 0
     async with _writer(rt) as writer:
         async for row_number, row in typed_rows(body, rt.settings.s3_read_chunk_bytes):
+            if row_number > reserved:
+                reserved = row_number + RESERVE_ROWS - 1
+                await lease.reserve_rows(reserved)
+            lease.check()
             counts.total = row_number
             if isinstance(row, ProductRow):
                 counts.successful += 1
@@ -270,16 +261,21 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body) -> None:
                 counts.failed += 1
             await writer.put(items.item(row_number, row))
         for row_number in range(counts.total + 1, claim.previous_rows + 1):
+            lease.check()
             await writer.delete(record_key(key.upload_id, row_number))
+
+
+async def _delete_items(rt: Runtime, upload_id: str, rows: int) -> None:
+    async with _writer(rt) as writer:
+        for row_number in range(1, rows + 1):
+            await writer.delete(record_key(upload_id, row_number))
 
 
 async def _finish_rejected(upload: _Upload, claim: Claim, message: str) -> UploadResult:
     """A rejected upload keeps no staging items: remove those this or an older version wrote."""
     rt, upload_id = upload.rt, upload.key.upload_id
     try:
-        async with _writer(rt) as writer:
-            for row_number in range(1, max(upload.counts.total, claim.previous_rows) + 1):
-                await writer.delete(record_key(upload_id, row_number))
+        await _delete_items(rt, upload_id, max(upload.counts.total, claim.previous_rows))
         async with rt.database.connection() as conn:
             await UploadHistory(conn).finish_rejected(upload_id, claim.attempt, message)
     except TransientError as exc:
@@ -296,8 +292,26 @@ async def _finish_failed(upload: _Upload, claim: Claim, message: str) -> None:
             await UploadHistory(conn).finish_failed(
                 upload.key.upload_id, claim.attempt, message, rows_read=upload.counts.total
             )
-    except TransientError as exc:
+    except Exception as exc:  # the lease runs out and the message comes back regardless
         log.warning("could not record the failure", extra={"error": str(exc)})
+
+
+async def _reject_unclaimed(upload: _Upload, message: str) -> UploadResult:
+    """Record a rejection without a claim (the object is gone) and remove any items left by
+    earlier attempts. A staged upload stands; one under a live lease is left to its worker."""
+    rt, upload_id = upload.rt, upload.key.upload_id
+    try:
+        async with rt.database.connection() as conn:
+            reserved = await UploadHistory(conn).record_rejected(upload.record(None, None), message)
+        if reserved is None:
+            return upload.result(Outcome.DUPLICATE, message)
+        if reserved:
+            await _delete_items(rt, upload_id, reserved)
+            async with rt.database.connection() as conn:
+                await UploadHistory(conn).clear_reserved(upload_id)
+    except TransientError as exc:
+        return upload.result(Outcome.FAILED, str(exc))
+    return upload.result(Outcome.REJECTED, message)
 
 
 async def _reject_unparsable_key(

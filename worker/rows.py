@@ -42,7 +42,9 @@ REQUIRED: tuple[str, ...] = (
     "stock_quantity",
 )
 # A DynamoDB item holds at most 400 KB; a row whose cells exceed this cannot be staged whole.
-MAX_ROW_CHARS = 300_000
+# Such a row is kept as a parse error with the start of each cell.
+MAX_ROW_BYTES = 300_000
+RAW_PREVIEW_CHARS = 1_000
 
 # At most 12 integer digits and 4 decimals; parsed from the text, never through a float.
 Amount = Annotated[Decimal, Field(max_digits=16, decimal_places=4, allow_inf_nan=False)]
@@ -114,17 +116,18 @@ class Header:
     def type_row(self, cells: Sequence[str]) -> ProductRow | RowErrors:
         """Type one data row, or say which fields are wrong."""
         names = self.names
+        if _too_large(cells):
+            raw = {name: cell[:RAW_PREVIEW_CHARS] for name, cell in zip(names, cells, strict=False)}
+            return RowErrors(
+                raw,
+                (FieldError("row", f"row is larger than {MAX_ROW_BYTES} bytes"),),
+            )
         if len(cells) > len(names):
             raw = dict(zip(names, cells, strict=False))
             raw.update((f"column_{i + 1}", cells[i]) for i in range(len(names), len(cells)))
             return RowErrors(
                 raw,
                 (FieldError("row", f"row has {len(cells)} cells but the header has {len(names)}"),),
-            )
-        if sum(map(len, cells)) > MAX_ROW_CHARS:
-            return RowErrors(
-                {"row": f"{sum(map(len, cells))} characters"},
-                (FieldError("row", f"row is longer than {MAX_ROW_CHARS} characters"),),
             )
         values: dict[str, object] = {}
         extra: dict[str, str] = {}
@@ -146,6 +149,13 @@ class Header:
 
 
 _KNOWN = frozenset(COLUMNS)
+
+
+def _too_large(cells: Sequence[str]) -> bool:
+    chars = sum(map(len, cells))
+    if chars * 4 <= MAX_ROW_BYTES:  # no UTF-8 character takes more than 4 bytes
+        return False
+    return sum(len(cell.encode()) for cell in cells) > MAX_ROW_BYTES
 
 
 def _field_error(error: object) -> FieldError:

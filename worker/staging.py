@@ -12,6 +12,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
@@ -58,7 +59,9 @@ class StagingWriter:
         self._pending: list[dict[str, Any]] = []
         self._failure: BaseException | None = None
         self._retrying = AsyncRetrying(
-            retry=retry_if_exception_type((_Unfinished, ClientError, HTTPClientError)),
+            retry=retry_if_exception_type(
+                (_Unfinished, ClientError, HTTPClientError, BotocoreConnectionError)
+            ),
             wait=wait_random_exponential(multiplier=base_delay, max=max_delay),
             stop=stop_after_attempt(max_attempts),
             reraise=True,
@@ -76,8 +79,12 @@ class StagingWriter:
     ) -> None:
         if exc is None:
             await self.flush()
-        else:
+        elif isinstance(exc, asyncio.CancelledError):
             await self._cancel_all()
+        else:
+            # Let batches already sent land, so that a clean-up that follows (deleting the
+            # items of a rejected upload) is not overtaken by a late put.
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def put(self, item: Item) -> None:
         await self._add({"PutRequest": {"Item": item}})
@@ -130,7 +137,7 @@ class StagingWriter:
                     response = await self._client.batch_write_item(
                         RequestItems={self._table: cast("list[WriteRequestUnionTypeDef]", requests)}
                     )
-                except (ClientError, HTTPClientError) as exc:
+                except (ClientError, HTTPClientError, BotocoreConnectionError) as exc:
                     if not is_retryable(exc):
                         raise TransientError(
                             f"DynamoDB {self._table}: {error_code(exc)}: {exc}"
