@@ -63,6 +63,28 @@ class ConsoleFormatter(logging.Formatter):
         return line
 
 
+class WithholdSecrets(logging.Filter):
+    """botocore logs request parameters and response bodies at DEBUG; a Secrets Manager call
+    carries the database password in ``SecretString``. Such records are withheld whole."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "SecretString" in record.getMessage():
+            record.msg, record.args = "(withheld: the record holds a SecretString)", None
+        return True
+
+
+# The loggers that print request parameters and response bodies.
+_BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers")
+
+
+def withhold_secrets() -> None:
+    """Install :class:`WithholdSecrets` on botocore's body-logging loggers (idempotent)."""
+    for name in _BODY_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, WithholdSecrets) for f in logger.filters):
+            logger.addFilter(WithholdSecrets())
+
+
 def configure(level: str = "INFO", *, json_format: bool | None = None) -> None:
     """Log to stderr: JSON unless stderr is a terminal (or ``json_format`` says otherwise)."""
     use_json = not sys.stderr.isatty() if json_format is None else json_format
@@ -73,3 +95,4 @@ def configure(level: str = "INFO", *, json_format: bool | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("botocore", "aiobotocore", "aioboto3", "urllib3", "asyncio", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    withhold_secrets()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import aioboto3
 from aiobotocore.config import AioConfig
 
+from worker import logs
 from worker.database import Database, SecretCache
 from worker.settings import Settings
 
@@ -37,6 +38,7 @@ class Runtime:
     @asynccontextmanager
     async def open(cls, settings: Settings) -> AsyncIterator[Runtime]:
         """Enter every client and the pool; the pool connects eagerly, retrying a few times."""
+        logs.withhold_secrets()  # before the first Secrets Manager call, whoever set up logging
         session = aioboto3.Session()
         region, endpoint = settings.aws_region, settings.aws_endpoint_url
         pool_size = settings.files_in_flight * (settings.batches_in_flight + 2)
