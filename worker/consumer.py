@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker import logs
+from worker.acks import Acknowledger
 from worker.aws_errors import error_code
 from worker.errors import ConfigurationError, PoisonMessageError
 from worker.events import parse_message_body
@@ -57,6 +58,7 @@ class Consumer:
         self._queue_url = rt.settings.require_ingest_queue()
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acks: Acknowledger
         self.last_turn = time.monotonic()  # when the receive loop last went round (liveness)
 
     @property
@@ -69,6 +71,10 @@ class Consumer:
         self._stopping.set()
 
     async def run(self, *, drain: bool = False) -> None:
+        async with Acknowledger(self._rt.sqs, self._queue_url) as self._acks:
+            await self._run(drain=drain)
+
+    async def _run(self, *, drain: bool) -> None:
         capacity = self._settings.files_in_flight
         wait = min(self._settings.receive_wait_seconds, DRAIN_WAIT_SECONDS) if drain else None
         failures = 0
@@ -203,14 +209,9 @@ class Consumer:
         await visibility.set(delay)
 
     async def _delete(self, message: MessageTypeDef) -> None:
-        try:
-            await self._rt.sqs.delete_message(
-                QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
-            )
-        except (ClientError, BotoCoreError) as exc:
-            # The message comes back; the upload is settled, so it is then acknowledged as a
-            # duplicate.
-            log.warning("could not delete message", extra={"error": error_code(exc)})
+        # A failed delete is logged by the acknowledger; the message comes back and is then
+        # acknowledged as a duplicate.
+        await self._acks.delete(message["ReceiptHandle"])
 
     async def _dead_letter(self, message: MessageTypeDef, reason: str) -> None:
         dlq_url = self._settings.dlq_url
