@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from worker.rows import COLUMNS, ProductRow, RowErrors
+from worker.rows import ProductRow, RowErrors
 
 STATUS_PENDING = "pending_validation"
 STATUS_PARSE_ERROR = "parse_error"
@@ -64,16 +64,14 @@ class ItemFactory:
 def product_data(row: ProductRow) -> dict[str, AttributeValue]:
     """The typed values of a row as DynamoDB attributes; absent cells are left out."""
     data: dict[str, AttributeValue] = {}
-    for name in COLUMNS:
-        value = getattr(row, name)
-        if value is None:
+    for name, value in row.__dict__.items():  # the model's fields, in declaration order
+        if value is None or name == "extra":
             continue
-        if isinstance(value, str):
-            data[name] = {"S": value}
-        elif isinstance(value, (Decimal, int)):
-            data[name] = {"N": str(value)}
-        else:  # pragma: no cover - the model admits no other type
-            raise TypeError(f"unexpected {type(value).__name__} in {name}")
+        kind = _WIRE_TYPES[type(value)]
+        data[name] = {kind: value if kind == "S" else str(value)}
     if row.extra:
         data["extra"] = {"M": {name: {"S": value} for name, value in row.extra.items()}}
     return data
+
+
+_WIRE_TYPES: dict[type, str] = {str: "S", int: "N", Decimal: "N"}

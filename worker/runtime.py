@@ -13,6 +13,7 @@ from aiobotocore.config import AioConfig
 from worker import logs
 from worker.database import Database, SecretCache
 from worker.settings import Settings
+from worker.wire import send_wire_format
 
 if TYPE_CHECKING:
     from types_aiobotocore_cloudwatch import CloudWatchClient
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_secretsmanager import SecretsManagerClient
     from types_aiobotocore_sqs import SQSClient
+
+
+USER_AGENT = "vendor-onboarding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +50,11 @@ class Runtime:
             max_pool_connections=pool_size, retries={"mode": "standard", "max_attempts": 4}
         )
         # The staging writer owns retries and backoff for DynamoDB; items are built in the wire
-        # format, so botocore's per-item parameter validation is skipped.
+        # format, so botocore's per-item validation and serialisation are skipped.
         dynamodb_config = AioConfig(
             max_pool_connections=pool_size,
+            # A fixed User-Agent: botocore otherwise rebuilds it, at some cost, for every call.
+            user_agent=USER_AGENT,
             retries={"total_max_attempts": 1},
             parameter_validation=False,
         )
@@ -64,6 +70,7 @@ class Runtime:
                     "dynamodb", region_name=region, endpoint_url=endpoint, config=dynamodb_config
                 )
             )
+            send_wire_format(dynamodb)
             cloudwatch = await stack.enter_async_context(
                 session.client(
                     "cloudwatch", region_name=region, endpoint_url=endpoint, config=config
