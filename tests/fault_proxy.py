@@ -18,11 +18,13 @@ _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "co
 @dataclass
 class FaultPlan:
     """Call ``n`` (1-based) of BatchWriteItem is throttled when ``n % throttle_every == 0`` and
-    half-processed when ``n % unprocessed_every == 0``; ``throttle_all`` throttles every call."""
+    half-processed when ``n % unprocessed_every == 0``; ``throttle_all`` throttles every call,
+    ``throttle_matching`` those that carry the given text (an upload id)."""
 
     throttle_every: int = 0
     unprocessed_every: int = 0
     throttle_all: bool = False
+    throttle_matching: str | None = None  # throttle the calls whose body contains this text
     calls: int = 0
     throttled: int = 0
     partial: int = 0
@@ -48,7 +50,11 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
             if not request.headers.get("X-Amz-Target", "").endswith(".BatchWriteItem"):
                 return await forward(request, body)
             plan.calls += 1
-            if plan.throttle_all or (plan.throttle_every and plan.calls % plan.throttle_every == 0):
+            if (
+                plan.throttle_all
+                or (plan.throttle_every and plan.calls % plan.throttle_every == 0)
+                or (plan.throttle_matching and plan.throttle_matching.encode() in body)
+            ):
                 plan.throttled += 1
                 return web.json_response(
                     {

@@ -189,7 +189,9 @@ async def test_sigterm_without_grace_hands_the_file_back_for_another_worker(
     history = await stack.history(UPLOAD_ID)
     assert history is not None
     assert history["status"] == "failed"
-    assert history["error_message"] == "interrupted: the worker shut down"
+    assert (
+        history["error_message"] == "interrupted: the worker stopped before the file was finished"
+    )
     assert history["lease_expires_at"] is None
     # The message is visible again at once (not after its 300 s visibility timeout).
     assert await visible_messages(stack) == 1

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from worker import logs
 from worker.acks import Acknowledger
 from worker.aws_errors import error_code
+from worker.dead_letters import dead_letter
 from worker.errors import ConfigurationError, PoisonMessageError
 from worker.events import parse_message_body
 from worker.pipeline import Outcome, process_object
@@ -214,23 +215,12 @@ class Consumer:
         await self._acks.delete(message["ReceiptHandle"])
 
     async def _dead_letter(self, message: MessageTypeDef, reason: str) -> None:
-        dlq_url = self._settings.dlq_url
-        if not dlq_url:
-            log.error(
-                "poison message and no DLQ_URL set; leaving it for the queue's redrive policy",
-                extra={"reason": reason},
-            )
-            return
-        await self._rt.sqs.send_message(
-            QueueUrl=dlq_url,
-            MessageBody=message.get("Body", "") or "(empty)",
-            MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": reason},
-                "source_message_id": {
-                    "DataType": "String",
-                    "StringValue": message.get("MessageId", "unknown"),
-                },
-            },
+        moved = await dead_letter(
+            self._rt.sqs,
+            self._settings.dlq_url,
+            body=message.get("Body", ""),
+            message_id=message.get("MessageId", ""),
+            reason=reason,
         )
-        log.error("poison message moved to the DLQ", extra={"reason": reason})
-        await self._delete(message)
+        if moved:
+            await self._delete(message)

@@ -29,6 +29,12 @@ def parse_message_body(body: str) -> tuple[ObjectRef, ...]:
         document = json.loads(body)
     except ValueError:
         raise PoisonMessageError("message body is not JSON") from None
+    return parse_notification(document)
+
+
+def parse_notification(document: object) -> tuple[ObjectRef, ...]:
+    """As :func:`parse_message_body`, for a notification already decoded from JSON (the event
+    a Lambda function receives from S3 directly)."""
     if not isinstance(document, dict):
         raise PoisonMessageError("message body is not a JSON object")
     if document.get("Event") == "s3:TestEvent":

@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
     # The health endpoint (GET /healthz/live, /healthz/ready); 0 turns it off.
     health_port: int = Field(default=8080, ge=0, le=65535)
+    # Lambda: stop this long before the invocation's time runs out.
+    lambda_safety_margin_seconds: float = Field(default=10.0, ge=0)
     secret_ttl_seconds: float = Field(default=300.0, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
     startup_attempts: int = Field(default=5, ge=1)
