@@ -30,6 +30,7 @@ from worker.staging import StagingWriter
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED = "interrupted: the worker stopped before the file was finished"
 # Row numbers are reserved in upload_history this many at a time, before items are written.
 RESERVE_ROWS = 5_000
 
