@@ -1,0 +1,28 @@
+# One image, two runtimes: the ECS worker (default) and the Lambda function (when Lambda runs
+# it, AWS_LAMBDA_RUNTIME_API is set and the entry point starts the runtime interface client).
+
+FROM python:3.11-slim-bookworm AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+COPY requirements.lock ./
+RUN pip install --no-cache-dir --requirement requirements.lock
+COPY pyproject.toml README.md ./
+COPY worker ./worker
+RUN pip install --no-cache-dir --no-deps .
+
+FROM python:3.11-slim-bookworm
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HEALTH_PORT=8080
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin worker
+COPY --from=builder /opt/venv /opt/venv
+USER 10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["vendor-onboarding", "healthcheck"]
+ENTRYPOINT ["python", "-m", "worker.entrypoint"]
+CMD ["run"]
