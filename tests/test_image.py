@@ -89,8 +89,16 @@ class RuntimeApi:
 async def runtime_api() -> AsyncIterator[tuple[RuntimeApi, str]]:
     api = RuntimeApi()
 
+    waiting: set[asyncio.Task[Any]] = set()
+
     async def next_invocation(_request: web.Request) -> web.Response:
-        event = await api.events.get()
+        task = asyncio.current_task()
+        assert task is not None
+        waiting.add(task)  # a long poll: cancelled when the test is over
+        try:
+            event = await api.events.get()
+        finally:
+            waiting.discard(task)
         request_id = event.pop("__request_id")
         return web.Response(
             body=json.dumps(event).encode(),
@@ -118,14 +126,15 @@ async def runtime_api() -> AsyncIterator[tuple[RuntimeApi, str]]:
     app.router.add_post("/2018-06-01/runtime/invocation/{id}/response", response)
     app.router.add_post("/2018-06-01/runtime/invocation/{id}/error", error)
     app.router.add_post("/2018-06-01/runtime/init/error", error)
-    # A long poll for the next invocation is still open at the end: don't wait for it.
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     try:
         yield api, f"127.0.0.1:{runner.addresses[0][1]}"
     finally:
+        for task in list(waiting):
+            task.cancel()
         await runner.cleanup()
 
 

@@ -30,6 +30,9 @@ class Claim:
     previous_rows: int = 0
     # BUSY: seconds until the other worker's lease runs out.
     lease_left: float = 0.0
+    # CLAIMED: the vendor's status (None: not registered), and the rows already reserved.
+    vendor_status: str | None = None
+    reserved_rows: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +47,29 @@ class NewUpload:
     uploaded_at: datetime | None
 
 
+# One round trip: take the lease, reserve the first rows, and read the vendor's status. The
+# CTE reads the row as it was before this statement, so previous_rows is the earlier value.
 _CLAIM = """
+WITH previous AS (SELECT reserved_rows FROM upload_history WHERE upload_id = $1)
 INSERT INTO upload_history AS h (
     upload_id, vendor_id, file_name, s3_bucket, s3_key, s3_etag, file_size_bytes, status,
-    attempts, lease_expires_at, upload_timestamp, processing_started_at, updated_at)
+    attempts, lease_expires_at, upload_timestamp, processing_started_at, updated_at,
+    reserved_rows)
 VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', 1, now() + make_interval(secs => $8), $9,
-        now(), now())
+        now(), now(), $11)
 ON CONFLICT (upload_id) DO UPDATE SET
     s3_bucket = EXCLUDED.s3_bucket, s3_key = EXCLUDED.s3_key, s3_etag = EXCLUDED.s3_etag,
     file_size_bytes = EXCLUDED.file_size_bytes, status = 'processing',
     attempts = h.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
     successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
     error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
-    updated_at = now()
+    updated_at = now(), reserved_rows = GREATEST(h.reserved_rows, EXCLUDED.reserved_rows)
 WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
                   AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
   AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
-RETURNING h.attempts, h.reserved_rows
+RETURNING h.attempts,
+          COALESCE((SELECT reserved_rows FROM previous), 0) AS previous_rows,
+          (SELECT status FROM vendors WHERE vendor_id = $2) AS vendor_status
 """
 
 _INSPECT = """
@@ -91,14 +100,11 @@ class UploadHistory:
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
 
-    async def vendor_status(self, vendor_id: str) -> str | None:
-        status: str | None = await self._conn.fetchval(
-            "SELECT status FROM vendors WHERE vendor_id = $1", vendor_id
-        )
-        return status
-
-    async def claim(self, upload: NewUpload, *, lease_seconds: float, force: bool = False) -> Claim:
-        """Take the upload's lease; ``force`` re-processes even an unchanged staged upload."""
+    async def claim(
+        self, upload: NewUpload, *, lease_seconds: float, reserve: int, force: bool = False
+    ) -> Claim:
+        """Take the upload's lease and reserve rows up to ``reserve``; ``force`` re-processes
+        even an unchanged staged upload."""
         for _ in range(3):  # the row may change between the two statements: look again
             row = await self._conn.fetchrow(
                 _CLAIM,
@@ -112,9 +118,16 @@ class UploadHistory:
                 float(lease_seconds),
                 upload.uploaded_at,
                 force,
+                reserve,
             )
             if row is not None:
-                return Claim(ClaimState.CLAIMED, row["attempts"], row["reserved_rows"])
+                return Claim(
+                    ClaimState.CLAIMED,
+                    row["attempts"],
+                    row["previous_rows"],
+                    vendor_status=row["vendor_status"],
+                    reserved_rows=max(reserve, row["previous_rows"]),
+                )
             current = await self._conn.fetchrow(_INSPECT, upload.upload_id)
             if current is None:
                 continue

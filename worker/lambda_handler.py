@@ -84,10 +84,13 @@ class LambdaApp:
         records = event.get("Records") or []
         sources = {record.get("eventSource") for record in records}
         with logs.bind(request_id=context.aws_request_id):
-            if sources == {"aws:sqs"}:
-                return await self._sqs_batch(rt, records, deadline)
-            if sources == {"aws:s3"}:
-                return await self._s3_event(rt, event, deadline)
+            try:
+                if sources == {"aws:sqs"}:
+                    return await self._sqs_batch(rt, records, deadline)
+                if sources == {"aws:s3"}:
+                    return await self._s3_event(rt, event, deadline)
+            finally:
+                await rt.metrics.flush()  # the container may be frozen after this invocation
         raise ValueError(
             f"unsupported event: expected SQS or S3 records, got {sorted(map(str, sources))}"
         )

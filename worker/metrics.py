@@ -1,48 +1,129 @@
-"""CloudWatch metrics for a staged upload (design §2 "Metrics"), dimension ``VendorId``."""
+"""CloudWatch metrics of staged uploads (design §2 "Metrics"), dimension ``VendorId``.
+
+Figures are collected per vendor and published together, every ``interval`` seconds and when
+the publisher closes (or when asked: the Lambda handler flushes at the end of an invocation),
+so a busy worker makes one PutMetricData call where it would make one per file. Publishing
+never fails an upload: its rows are staged already.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 if TYPE_CHECKING:
     from types_aiobotocore_cloudwatch import CloudWatchClient
-    from types_aiobotocore_cloudwatch.literals import StandardUnitType
-    from types_aiobotocore_cloudwatch.type_defs import DimensionTypeDef
+    from types_aiobotocore_cloudwatch.type_defs import DimensionTypeDef, MetricDatumTypeDef
 
 log = logging.getLogger(__name__)
 
+MAX_DATUMS_PER_CALL = 1000
 
-async def publish_upload_metrics(
-    client: CloudWatchClient,
-    namespace: str,
-    *,
-    vendor_id: str,
-    total: int,
-    successful: int,
-    failed: int,
-    seconds: float,
-) -> bool:
-    """Publish the counts of one upload; a failure is logged, never raised: metrics are not
-    worth failing an upload whose rows are already staged."""
+
+@dataclass
+class _VendorFigures:
+    total: int = 0
+    successful: int = 0
+    failed: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+
+class MetricsPublisher:
+    def __init__(
+        self, client: CloudWatchClient, namespace: str, *, interval: float, enabled: bool = True
+    ) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._interval = interval
+        self._enabled = enabled
+        self._pending: defaultdict[str, _VendorFigures] = defaultdict(_VendorFigures)
+        self._task: asyncio.Task[None] | None = None
+
+    def record(
+        self, *, vendor_id: str, total: int, successful: int, failed: int, seconds: float
+    ) -> None:
+        if not self._enabled:
+            return
+        figures = self._pending[vendor_id]
+        figures.total += total
+        figures.successful += successful
+        figures.failed += failed
+        figures.seconds.append(seconds)
+
+    async def flush(self) -> bool:
+        """Publish what was recorded since the last flush; False if CloudWatch refused."""
+        pending, self._pending = self._pending, defaultdict(_VendorFigures)
+        data = [datum for vendor, f in pending.items() for datum in _datums(vendor, f)]
+        try:
+            for start in range(0, len(data), MAX_DATUMS_PER_CALL):
+                await self._client.put_metric_data(
+                    Namespace=self._namespace, MetricData=data[start : start + MAX_DATUMS_PER_CALL]
+                )
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("could not publish metrics", extra={"error": str(exc)})
+            return False
+        return True
+
+    async def __aenter__(self) -> Self:
+        self._task = asyncio.create_task(self._publish_periodically())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    async def _publish_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()
+
+
+def _datums(vendor_id: str, figures: _VendorFigures) -> list[MetricDatumTypeDef]:
     dimensions: list[DimensionTypeDef] = [{"Name": "VendorId", "Value": vendor_id}]
-    data: list[tuple[str, float, StandardUnitType]] = [
-        ("CSVRecordsProcessed", float(total), "Count"),
-        ("CSVRecordsSuccessful", float(successful), "Count"),
-        ("CSVRecordsFailed", float(failed), "Count"),
-        ("CSVProcessingTime", seconds, "Seconds"),
+    seconds = figures.seconds
+    return [
+        {
+            "MetricName": "CSVRecordsProcessed",
+            "Value": figures.total,
+            "Unit": "Count",
+            "Dimensions": dimensions,
+        },
+        {
+            "MetricName": "CSVRecordsSuccessful",
+            "Value": figures.successful,
+            "Unit": "Count",
+            "Dimensions": dimensions,
+        },
+        {
+            "MetricName": "CSVRecordsFailed",
+            "Value": figures.failed,
+            "Unit": "Count",
+            "Dimensions": dimensions,
+        },
+        {
+            "MetricName": "CSVProcessingTime",
+            "StatisticValues": {
+                "SampleCount": len(seconds),
+                "Sum": sum(seconds),
+                "Minimum": min(seconds),
+                "Maximum": max(seconds),
+            },
+            "Unit": "Seconds",
+            "Dimensions": dimensions,
+        },
     ]
-    try:
-        await client.put_metric_data(
-            Namespace=namespace,
-            MetricData=[
-                {"MetricName": name, "Value": value, "Unit": unit, "Dimensions": dimensions}
-                for name, value, unit in data
-            ],
-        )
-    except (ClientError, BotoCoreError) as exc:
-        log.warning("could not publish metrics", extra={"error": str(exc)})
-        return False
-    return True

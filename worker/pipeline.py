@@ -22,7 +22,6 @@ from worker.history import Claim, ClaimState, NewUpload, UploadHistory
 from worker.items import ItemFactory, record_key
 from worker.keys import UploadKey, folder_vendor, parse_upload_key, rejected_upload_id
 from worker.lease import Lease
-from worker.metrics import publish_upload_metrics
 from worker.rows import ProductRow
 from worker.runtime import Runtime
 from worker.s3_source import S3Body, open_object
@@ -148,7 +147,10 @@ async def _process(upload: _Upload) -> UploadResult:
             record = upload.record(obj.etag, obj.size)
             async with rt.database.connection() as conn:
                 claim = await UploadHistory(conn).claim(
-                    record, lease_seconds=rt.settings.visibility_timeout_seconds, force=upload.force
+                    record,
+                    lease_seconds=rt.settings.visibility_timeout_seconds,
+                    reserve=RESERVE_ROWS,
+                    force=upload.force,
                 )
             if claim.state is ClaimState.DUPLICATE:
                 return upload.result(Outcome.DUPLICATE)
@@ -170,7 +172,7 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
     rt, key = upload.rt, upload.key
     lease = Lease(rt.database, key.upload_id, claim.attempt, rt.settings.visibility_timeout_seconds)
     try:
-        await _check_vendor(rt, key.vendor_id)
+        _check_vendor(key.vendor_id, claim.vendor_status)
         async with lease:
             await _write_rows(upload, claim, body, lease)
         await _record_staged(upload, claim)
@@ -195,16 +197,13 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
             message = f"internal error: {type(exc).__name__}"
         await _finish_failed(upload, claim, message)
         return upload.result(Outcome.FAILED, message)
-    if rt.settings.metrics_enabled:
-        await publish_upload_metrics(
-            rt.cloudwatch,
-            rt.settings.metrics_namespace,
-            vendor_id=key.vendor_id,
-            total=upload.counts.total,
-            successful=upload.counts.successful,
-            failed=upload.counts.failed,
-            seconds=time.monotonic() - upload.started,
-        )
+    rt.metrics.record(
+        vendor_id=key.vendor_id,
+        total=upload.counts.total,
+        successful=upload.counts.successful,
+        failed=upload.counts.failed,
+        seconds=time.monotonic() - upload.started,
+    )
     return upload.result(Outcome.STAGED)
 
 
@@ -221,9 +220,7 @@ async def _record_staged(upload: _Upload, claim: Claim) -> None:
         raise LeaseLostError("lease lost before the upload was recorded as staged")
 
 
-async def _check_vendor(rt: Runtime, vendor_id: str) -> None:
-    async with rt.database.connection() as conn:
-        status = await UploadHistory(conn).vendor_status(vendor_id)
+def _check_vendor(vendor_id: str, status: str | None) -> None:
     if status is None:
         raise PermanentError(f"vendor {vendor_id!r} is not registered")
     if status != "active":
@@ -252,7 +249,7 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease)
         s3_key=key.key,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
-    reserved = 0
+    reserved = claim.reserved_rows
     async with _writer(rt) as writer:
         async for row_number, row in typed_rows(body, rt.settings.s3_read_chunk_bytes):
             if row_number > reserved:

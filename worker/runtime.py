@@ -12,6 +12,7 @@ from aiobotocore.config import AioConfig
 
 from worker import logs
 from worker.database import Database, SecretCache
+from worker.metrics import MetricsPublisher
 from worker.settings import Settings
 from worker.wire import send_wire_format
 
@@ -37,6 +38,7 @@ class Runtime:
     cloudwatch: CloudWatchClient
     secrets: SecretsManagerClient
     database: Database
+    metrics: MetricsPublisher
 
     @classmethod
     @asynccontextmanager
@@ -87,4 +89,12 @@ class Runtime:
                     cache, max_size=settings.db_pool_max_size, attempts=settings.startup_attempts
                 )
             )
-            yield cls(settings, s3, sqs, dynamodb, cloudwatch, secrets, database)
+            metrics = await stack.enter_async_context(
+                MetricsPublisher(
+                    cloudwatch,
+                    settings.metrics_namespace,
+                    interval=settings.metrics_interval_seconds,
+                    enabled=settings.metrics_enabled,
+                )
+            )
+            yield cls(settings, s3, sqs, dynamodb, cloudwatch, secrets, database, metrics)

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     rds_secret_name: str = "ecommerce/rds/credentials"
     metrics_namespace: str = "EcommerceProductOnboarding"
     metrics_enabled: bool = True
+    metrics_interval_seconds: float = Field(default=10.0, gt=0)
 
     files_in_flight: int = Field(default=4, ge=1, le=64)
     batches_in_flight: int = Field(default=16, ge=1, le=128)
