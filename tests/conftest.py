@@ -28,6 +28,7 @@ from worker.local.provision import StackNames, prepare_database, provision_aws
 from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_url
 from worker.runtime import Runtime
 from worker.settings import Settings
+from worker.validation import handle_validation
 
 REGION = "us-east-1"
 os.environ.update(
@@ -138,6 +139,18 @@ class Stack:
         async with Runtime.open(settings) as rt:
             await asyncio.wait_for(Consumer(rt).run(drain=True), timeout=60)
 
+    async def run_validation(self, **overrides: Any) -> None:
+        """Run the validation stage's loop in --drain mode until its queue is empty."""
+        settings = self.settings.model_copy(update=overrides)
+        async with Runtime.open(settings) as rt:
+            consumer = Consumer(
+                rt,
+                queue_url=settings.validation_queue_url,
+                handler=handle_validation,
+                capacity=settings.validations_in_flight,
+            )
+            await asyncio.wait_for(consumer.run(drain=True), timeout=60)
+
     async def history(self, upload_id: str) -> dict[str, Any] | None:
         row = await self.db.fetchrow("SELECT * FROM upload_history WHERE upload_id = $1", upload_id)
         return dict(row) if row is not None else None
@@ -196,6 +209,9 @@ async def stack(
         aws_endpoint_url=moto_endpoint,
         ingest_queue_url=queues.ingest,
         dlq_url=queues.dlq,
+        validation_queue_url=queues.validation,
+        error_queue_url=queues.errors,
+        notice_topic_arn=queues.notice_topic,
         dynamodb_table=names.table,
         rds_secret_name=names.secret,
         receive_wait_seconds=0,

@@ -34,6 +34,9 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "AWS_ENDPOINT_URL": settings.aws_endpoint_url or "",
         "INGEST_QUEUE_URL": settings.ingest_queue_url or "",
         "DLQ_URL": settings.dlq_url or "",
+        "VALIDATION_QUEUE_URL": settings.validation_queue_url or "",
+        "ERROR_QUEUE_URL": settings.error_queue_url or "",
+        "NOTICE_TOPIC_ARN": settings.notice_topic_arn or "",
         "RECEIVE_WAIT_SECONDS": "0",
         "STARTUP_ATTEMPTS": "1",
         "HEALTH_PORT": "0",
@@ -76,7 +79,7 @@ def test_run_with_a_missing_secret_fails_at_start_up(stack: Stack) -> None:
     assert "error: secret 'no/such/secret': ResourceNotFoundException" in result.stderr
 
 
-async def test_run_drain_processes_the_queue_and_logs_json_lines(stack: Stack) -> None:
+async def test_run_drain_stages_and_validates_and_logs_json_lines(stack: Stack) -> None:
     await stack.add_vendor("ACME")
     await stack.put_object(KEY, BODY)
 
@@ -85,7 +88,8 @@ async def test_run_drain_processes_the_queue_and_logs_json_lines(stack: Stack) -
     assert result.returncode == 0, result.stderr
     history = await stack.history("UPLOAD_ACME_20241105_093015")
     assert history is not None
-    assert history["status"] == "staged"
+    # Staged, then validated by the worker's second loop.
+    assert (history["status"], history["valid_records"]) == ("validated", 1)
     events = [json.loads(line) for line in result.stderr.splitlines()]
     staged = [event for event in events if event["event"] == "upload staged"]
     assert staged[0]["upload_id"] == "UPLOAD_ACME_20241105_093015"

@@ -38,18 +38,30 @@ async def _run(args: argparse.Namespace) -> int:
     from worker.consumer import Consumer, check_resources
     from worker.health import health_server
     from worker.runtime import Runtime
+    from worker.validation import handle_validation
 
     settings = _settings()
     queue_url = settings.require_ingest_queue()
     async with Runtime.open(settings) as rt:
         await check_resources(rt, queue_url)
-        consumer = Consumer(rt)
+        consumers = [Consumer(rt)]
+        if settings.validation_queue_url:
+            await check_resources(rt, settings.validation_queue_url)
+            consumers.append(
+                Consumer(
+                    rt,
+                    queue_url=settings.validation_queue_url,
+                    handler=handle_validation,
+                    capacity=settings.validations_in_flight,
+                )
+            )
 
         def on_signal() -> None:
-            if consumer.stopping:  # a second signal: leave at once
+            if consumers[0].stopping:  # a second signal: leave at once
                 log.warning("second signal: exiting now")
                 os._exit(EXIT_FAILED)
-            consumer.stop()
+            for consumer in consumers:
+                consumer.stop()
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -61,14 +73,32 @@ async def _run(args: argparse.Namespace) -> int:
                     health_server(
                         rt,
                         queue_url,
-                        lambda: consumer.last_turn,
+                        lambda: max(consumer.last_turn for consumer in consumers),
                         port=settings.health_port,
                         stale_after=settings.receive_wait_seconds + 60,
                     )
                 )
                 log.info("health endpoint listening", extra={"port": port})
-            await consumer.run(drain=args.drain)
+            if args.drain:  # staging first: it is what queues the validation jobs
+                for consumer in consumers:
+                    await consumer.run(drain=True)
+            else:
+                await asyncio.gather(*(consumer.run() for consumer in consumers))
     log.info("worker stopped")
+    return EXIT_OK
+
+
+async def _validate(args: argparse.Namespace) -> int:
+    from worker.runtime import Runtime
+    from worker.validation import validate_upload
+
+    async with Runtime.open(_settings()) as rt:
+        result = await validate_upload(rt, args.upload_id)
+    print(
+        f"{result.upload_id}: {result.valid} valid, {result.invalid} invalid of {result.total}; "
+        f"report s3://{result.bucket}/{result.report_key}, "
+        f"rejected rows s3://{result.bucket}/{result.errors_key}"
+    )
     return EXIT_OK
 
 
@@ -257,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--dry-run", action="store_true", help="redrive: show what would move, move nothing"
     )
     dlq.set_defaults(handler=_dlq)
+
+    validate = commands.add_parser(
+        "validate", help="run the validation stage for one staged upload now"
+    )
+    validate.add_argument("upload_id", metavar="UPLOAD_ID")
+    validate.set_defaults(handler=_validate)
 
     reprocess = commands.add_parser(
         "reprocess", help="process one object now, even if it was staged before"

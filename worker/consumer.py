@@ -1,5 +1,7 @@
-"""The SQS receive loop: long polling, a bounded number of files in flight, one outcome per
-message (delete, leave for a retry, or dead-letter a poison message)."""
+"""The SQS receive loop: long polling, a bounded number of messages in flight, one disposition
+per message (delete, retry after a backoff, or dead-letter a poison message). What a message
+means is up to its handler (``worker.messages``): the worker runs one loop for the ingest queue
+and one for the validation queue."""
 
 from __future__ import annotations
 
@@ -15,9 +17,9 @@ from worker import logs
 from worker.acks import Acknowledger
 from worker.aws_errors import error_code
 from worker.dead_letters import dead_letter
-from worker.errors import ConfigurationError, PoisonMessageError
-from worker.events import parse_message_body
-from worker.pipeline import Outcome, process_object
+from worker.disposition import Action
+from worker.errors import ConfigurationError
+from worker.messages import Handler, handle_ingest
 from worker.runtime import Runtime
 from worker.visibility import MAX_VISIBILITY_SECONDS, VisibilityHeartbeat, retry_delay
 
@@ -45,7 +47,7 @@ async def check_resources(rt: Runtime, queue_url: str) -> None:
 
 
 class Consumer:
-    """Receives from the ingest queue and processes up to ``files_in_flight`` files at once.
+    """Receives from one queue and handles up to ``capacity`` messages at once.
 
     ``run(drain=True)`` returns once a receive comes back empty and no work is in flight;
     ``stop()`` (SIGTERM) stops receiving at once, lets work in flight finish within the shutdown
@@ -53,10 +55,19 @@ class Consumer:
     timeout).
     """
 
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        queue_url: str | None = None,
+        handler: Handler = handle_ingest,
+        capacity: int | None = None,
+    ) -> None:
         self._rt = rt
         self._settings = rt.settings
-        self._queue_url = rt.settings.require_ingest_queue()
+        self._queue_url = queue_url or rt.settings.require_ingest_queue()
+        self._handler = handler
+        self._capacity = capacity or rt.settings.files_in_flight
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks: Acknowledger
@@ -76,7 +87,7 @@ class Consumer:
             await self._run(drain=drain)
 
     async def _run(self, *, drain: bool) -> None:
-        capacity = self._settings.files_in_flight
+        capacity = self._capacity
         wait = min(self._settings.receive_wait_seconds, DRAIN_WAIT_SECONDS) if drain else None
         failures = 0
         try:
@@ -170,15 +181,6 @@ class Consumer:
                 log.exception("unexpected error while handling a message; it will be retried")
 
     async def _handle_message(self, message: MessageTypeDef) -> None:
-        try:
-            refs = parse_message_body(message.get("Body", ""))
-        except PoisonMessageError as exc:
-            await self._dead_letter(message, str(exc))
-            return
-        if not refs:
-            log.info("test event or no ObjectCreated records; acknowledged")
-            await self._delete(message)
-            return
         visibility = VisibilityHeartbeat(
             self._rt.sqs,
             self._queue_url,
@@ -187,27 +189,30 @@ class Consumer:
         )
         try:
             async with visibility:
-                results = [await process_object(self._rt, ref) for ref in refs]
+                disposition = await self._handler(self._rt, message.get("Body", ""))
         except asyncio.CancelledError:
             # Shutdown: hand the message back so another worker can take it at once.
             await asyncio.shield(visibility.set(0))
             raise
-        if all(result.outcome.settled for result in results):
+        if disposition.action is Action.DELETE:
             await self._delete(message)
-            return
-        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-        delay = retry_delay(
-            receives,
-            base=self._settings.retry_backoff_seconds,
-            cap=self._settings.retry_backoff_max_seconds,
-        )
-        # A busy upload is retried when its holder's lease runs out, not sooner: each early
-        # receive would bring the message closer to the DLQ.
-        busy = [r.retry_after for r in results if r.outcome is Outcome.BUSY and r.retry_after]
-        if busy:
-            delay = max(delay, min(int(max(busy)) + 1, MAX_VISIBILITY_SECONDS))
-        log.info("message left for a retry", extra={"receive_count": receives, "retry_in": delay})
-        await visibility.set(delay)
+        elif disposition.action is Action.DEAD_LETTER:
+            await self._dead_letter(message, disposition.reason)
+        else:
+            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+            delay = retry_delay(
+                receives,
+                base=self._settings.retry_backoff_seconds,
+                cap=self._settings.retry_backoff_max_seconds,
+            )
+            # A busy upload is retried when its holder's lease runs out, not sooner: each
+            # early receive would bring the message closer to the DLQ.
+            if disposition.not_before:
+                delay = max(delay, min(int(disposition.not_before) + 1, MAX_VISIBILITY_SECONDS))
+            log.info(
+                "message left for a retry", extra={"receive_count": receives, "retry_in": delay}
+            )
+            await visibility.set(delay)
 
     async def _delete(self, message: MessageTypeDef) -> None:
         # A failed delete is logged by the acknowledger; the message comes back and is then

@@ -30,6 +30,8 @@ class Claim:
     previous_rows: int = 0
     # BUSY: seconds until the other worker's lease runs out.
     lease_left: float = 0.0
+    # DUPLICATE: the upload's status (staged or validated).
+    status: str = ""
     # CLAIMED: the vendor's status (None: not registered), and the rows already reserved.
     vendor_status: str | None = None
     reserved_rows: int = 0
@@ -136,7 +138,7 @@ class UploadHistory:
                 and current["status"] in ("staged", "validated")
                 and current["s3_etag"] == upload.etag
             ):
-                return Claim(ClaimState.DUPLICATE)
+                return Claim(ClaimState.DUPLICATE, status=current["status"])
             if current["status"] == "processing" and current["lease_left"] > 0:
                 return Claim(ClaimState.BUSY, lease_left=current["lease_left"])
         return Claim(ClaimState.BUSY)

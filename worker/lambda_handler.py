@@ -27,8 +27,9 @@ from typing import Any, Protocol
 
 from worker import logs
 from worker.dead_letters import dead_letter
-from worker.errors import PoisonMessageError
-from worker.events import parse_message_body, parse_notification
+from worker.disposition import Action
+from worker.events import parse_notification
+from worker.messages import handler_for
 from worker.pipeline import process_object
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -148,18 +149,16 @@ class LambdaApp:
 async def _settle_record(rt: Runtime, record: dict[str, Any]) -> bool:
     """True when the message is done with (processed, rejected, or dead-lettered)."""
     body = record.get("body", "")
-    try:
-        refs = parse_message_body(body)
-    except PoisonMessageError as exc:
+    disposition = await handler_for(body)(rt, body)
+    if disposition.action is Action.DEAD_LETTER:
         return await dead_letter(
             rt.sqs,
             rt.settings.dlq_url,
             body=body,
             message_id=record.get("messageId", ""),
-            reason=str(exc),
+            reason=disposition.reason,
         )
-    results = [await process_object(rt, ref) for ref in refs]
-    return all(result.outcome.settled for result in results)
+    return disposition.action is Action.DELETE
 
 
 logs.configure()

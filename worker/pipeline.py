@@ -26,6 +26,7 @@ from worker.rows import ProductRow
 from worker.runtime import Runtime
 from worker.s3_source import S3Body, open_object
 from worker.staging import StagingWriter
+from worker.validation import request_validation
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +154,8 @@ async def _process(upload: _Upload) -> UploadResult:
                     force=upload.force,
                 )
             if claim.state is ClaimState.DUPLICATE:
+                if claim.status == "staged":  # its validation job may have been lost: ask again
+                    await request_validation(rt, upload.key.upload_id)
                 return upload.result(Outcome.DUPLICATE)
             if claim.state is ClaimState.BUSY:
                 return upload.result(
@@ -204,6 +207,12 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
         failed=upload.counts.failed,
         seconds=time.monotonic() - upload.started,
     )
+    try:
+        await request_validation(rt, key.upload_id)
+    except TransientError as exc:
+        # Staged, but its validation job is not queued: the message is retried, and the
+        # redelivery (a duplicate of a staged upload) asks for the validation again.
+        return upload.result(Outcome.FAILED, f"staged, but {exc}")
     return upload.result(Outcome.STAGED)
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_secretsmanager import SecretsManagerClient
+    from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
 
@@ -37,6 +38,7 @@ class Runtime:
     dynamodb: DynamoDBClient
     cloudwatch: CloudWatchClient
     secrets: SecretsManagerClient
+    sns: SNSClient
     database: Database
     metrics: MetricsPublisher
 
@@ -83,6 +85,9 @@ class Runtime:
                     "secretsmanager", region_name=region, endpoint_url=endpoint, config=config
                 )
             )
+            sns = await stack.enter_async_context(
+                session.client("sns", region_name=region, endpoint_url=endpoint, config=config)
+            )
             cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
             database = await stack.enter_async_context(
                 Database.open(
@@ -97,4 +102,4 @@ class Runtime:
                     enabled=settings.metrics_enabled,
                 )
             )
-            yield cls(settings, s3, sqs, dynamodb, cloudwatch, secrets, database, metrics)
+            yield cls(settings, s3, sqs, dynamodb, cloudwatch, secrets, sns, database, metrics)

@@ -19,6 +19,10 @@ class Settings(BaseSettings):
 
     ingest_queue_url: str | None = None
     dlq_url: str | None = None
+    # The validation stage: its job queue, the queue for invalid rows, the vendor-notice topic.
+    validation_queue_url: str | None = None
+    error_queue_url: str | None = None
+    notice_topic_arn: str | None = None
     dynamodb_table: str = "UploadRecords"
     rds_secret_name: str = "ecommerce/rds/credentials"
     metrics_namespace: str = "EcommerceProductOnboarding"
@@ -26,6 +30,7 @@ class Settings(BaseSettings):
     metrics_interval_seconds: float = Field(default=10.0, gt=0)
 
     files_in_flight: int = Field(default=4, ge=1, le=64)
+    validations_in_flight: int = Field(default=2, ge=1, le=64)
     batches_in_flight: int = Field(default=16, ge=1, le=128)
     staging_max_attempts: int = Field(default=8, ge=1)
     receive_wait_seconds: int = Field(default=20, ge=0, le=20)
@@ -47,6 +52,11 @@ class Settings(BaseSettings):
         if not self.ingest_queue_url:
             raise ConfigurationError("INGEST_QUEUE_URL is not set")
         return self.ingest_queue_url
+
+    def require_validation_queues(self) -> tuple[str, str]:
+        if not self.validation_queue_url or not self.error_queue_url:
+            raise ConfigurationError("VALIDATION_QUEUE_URL and ERROR_QUEUE_URL must be set")
+        return self.validation_queue_url, self.error_queue_url
 
     def require_dlq(self) -> str:
         if not self.dlq_url:

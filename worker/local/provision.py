@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_secretsmanager import SecretsManagerClient
+    from types_aiobotocore_sns import SNSClient
     from types_aiobotocore_sqs import SQSClient
 
 # The vendors a fresh local stack knows; INITECH is suspended.
@@ -34,6 +35,9 @@ class StackNames:
     bucket: str = "vendor-uploads-local"
     ingest_queue: str = "vendor-onboarding-ingest"
     dlq: str = "vendor-onboarding-ingest-dlq"
+    validation_queue: str = "vendor-onboarding-validation"
+    error_queue: str = "vendor-onboarding-invalid-rows"
+    notice_topic: str = "vendor-onboarding-notices"
     table: str = "UploadRecords"
     secret: str = "ecommerce/rds/credentials"
     max_receive_count: int = 3
@@ -44,6 +48,9 @@ class StackNames:
 class QueueUrls:
     ingest: str
     dlq: str
+    validation: str
+    errors: str
+    notice_topic: str
 
 
 async def provision_aws(
@@ -55,15 +62,16 @@ async def provision_aws(
         session.client("sqs", endpoint_url=endpoint_url, region_name=region) as sqs,
         session.client("dynamodb", endpoint_url=endpoint_url, region_name=region) as dynamodb,
         session.client("secretsmanager", endpoint_url=endpoint_url, region_name=region) as secrets,
+        session.client("sns", endpoint_url=endpoint_url, region_name=region) as sns,
     ):
-        queues = await create_queues(sqs, names)
+        queues = await create_queues(sqs, sns, names)
         await create_bucket(s3, sqs, names, queues.ingest)
         await create_table(dynamodb, names.table)
         await put_secret(secrets, names.secret, credentials)
     return queues
 
 
-async def create_queues(sqs: SQSClient, names: StackNames) -> QueueUrls:
+async def create_queues(sqs: SQSClient, sns: SNSClient, names: StackNames) -> QueueUrls:
     dlq_url = (
         await sqs.create_queue(
             QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
@@ -83,7 +91,23 @@ async def create_queues(sqs: SQSClient, names: StackNames) -> QueueUrls:
             },
         )
     )["QueueUrl"]
-    return QueueUrls(ingest=ingest_url, dlq=dlq_url)
+    validation_url = (
+        await sqs.create_queue(
+            QueueName=names.validation_queue,
+            Attributes={
+                "VisibilityTimeout": str(names.visibility_timeout),
+                "RedrivePolicy": json.dumps(redrive),
+            },
+        )
+    )["QueueUrl"]
+    errors_url = (
+        await sqs.create_queue(
+            QueueName=names.error_queue,
+            Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+        )
+    )["QueueUrl"]
+    topic_arn = (await sns.create_topic(Name=names.notice_topic))["TopicArn"]
+    return QueueUrls(ingest_url, dlq_url, validation_url, errors_url, topic_arn)
 
 
 async def create_bucket(s3: S3Client, sqs: SQSClient, names: StackNames, queue_url: str) -> None:

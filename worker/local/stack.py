@@ -57,6 +57,9 @@ async def up(database_url: str | None = None, *, port: int | None = None) -> Loc
         aws_endpoint_url=endpoint,
         ingest_queue_url=queues.ingest,
         dlq_url=queues.dlq,
+        validation_queue_url=queues.validation,
+        error_queue_url=queues.errors,
+        notice_topic_arn=queues.notice_topic,
         dynamodb_table=names.table,
         rds_secret_name=names.secret,
         visibility_timeout_seconds=names.visibility_timeout,
@@ -69,6 +72,9 @@ async def up(database_url: str | None = None, *, port: int | None = None) -> Loc
         "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
         "INGEST_QUEUE_URL": queues.ingest,
         "DLQ_URL": queues.dlq,
+        "VALIDATION_QUEUE_URL": queues.validation,
+        "ERROR_QUEUE_URL": queues.errors,
+        "NOTICE_TOPIC_ARN": queues.notice_topic,
         "UPLOAD_BUCKET": names.bucket,
     }
     (home / "env").write_text(
