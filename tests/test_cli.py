@@ -122,8 +122,11 @@ def test_demo_runs_the_flow_end_to_end(tmp_path: Path, pg_server: DatabaseCreden
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     summary = {line.split("  ")[0]: line for line in lines if line.startswith("a ")}
-    assert summary["a clean file"].split()[3:8] == ["staged", "5", "5", "0", "5"]
-    assert summary["a file with bad rows"].split()[5:10] == ["staged", "6", "2", "4", "6"]
+    # status, rows, valid, invalid, products
+    assert summary["a clean file"].split()[3:8] == ["validated", "5", "5", "0", "5"]
+    assert summary["a file with bad rows"].split()[5:10] == ["validated", "7", "2", "5", "2"]
+    assert "row 7: sku: must be unique in the file (row 1)" in result.stdout
+    assert "report: reports/ACME/UPLOAD_ACME_" in result.stdout
     assert "rejected" in summary["a file from a suspended vendor"]
     assert "rejected" in summary["a file with a broken header"]
     assert "vendor 'INITECH' is suspended, not active" in result.stdout

@@ -132,7 +132,7 @@ async def _demo(args: argparse.Namespace) -> int:
     rows = await run_demo(args.database_url, keep=args.keep)
     print()
     print(render(rows))
-    expected = {"staged", "rejected"}
+    expected = {"validated", "rejected"}
     return EXIT_OK if all(row.status in expected for row in rows) else EXIT_FAILED
 
 
@@ -158,7 +158,18 @@ async def _uploads(args: argparse.Namespace) -> int:
         rows = await list_uploads(rt, status=args.status, vendor=args.vendor, limit=args.limit)
     print(
         render_table(
-            ("upload_id", "vendor", "status", "rows", "ok", "bad", "tries", "updated (UTC)"),
+            (
+                "upload_id",
+                "vendor",
+                "status",
+                "rows",
+                "typed",
+                "untyped",
+                "valid",
+                "invalid",
+                "tries",
+                "updated (UTC)",
+            ),
             [
                 (
                     r.upload_id,
@@ -167,6 +178,8 @@ async def _uploads(args: argparse.Namespace) -> int:
                     str(r.total),
                     str(r.successful),
                     str(r.failed),
+                    "-" if r.valid is None else str(r.valid),
+                    "-" if r.invalid is None else str(r.invalid),
                     str(r.attempts),
                     f"{r.updated_at:%Y-%m-%d %H:%M:%S}",
                 )

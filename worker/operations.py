@@ -33,6 +33,8 @@ class UploadRow:
     total: int
     successful: int
     failed: int
+    valid: int | None
+    invalid: int | None
     attempts: int
     updated_at: datetime
     error: str | None
@@ -44,7 +46,8 @@ async def list_uploads(
     async with rt.database.connection() as conn:
         records = await conn.fetch(
             """SELECT upload_id, vendor_id, status, total_records, successful_records,
-                      failed_records, attempts, updated_at, error_message
+                      failed_records, valid_records, invalid_records, attempts, updated_at,
+                      error_message
                FROM upload_history
                WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR vendor_id = $2)
                ORDER BY updated_at DESC LIMIT $3""",

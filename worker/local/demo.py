@@ -1,4 +1,5 @@
-"""``vendor-onboarding demo``: the whole ingest flow on the local stack, with a summary."""
+"""``vendor-onboarding demo``: the whole journey on the local stack (upload → staged →
+validated → products and a report), with a summary."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ import aioboto3
 
 from worker.consumer import Consumer
 from worker.local import stack
+from worker.report import report_keys
 from worker.runtime import Runtime
 from worker.settings import Settings
 from worker.table import render_table
+from worker.validation import handle_validation
 
 # (vendor, sample file, what it shows)
 DEMO_UPLOADS = (
@@ -29,9 +32,10 @@ class DemoRow:
     key: str
     status: str
     total: int
-    successful: int
-    failed: int
-    items: int
+    valid: int
+    invalid: int
+    products: int
+    report: str
     error: str
     row_errors: tuple[str, ...] = ()
 
@@ -58,43 +62,42 @@ async def summarise(rt: Runtime, uploaded: list[tuple[str, str]]) -> list[DemoRo
     async with rt.database.connection() as conn:
         for what, key in uploaded:
             record = await conn.fetchrow(
-                """SELECT upload_id, status, total_records, successful_records, failed_records,
-                          error_message FROM upload_history WHERE s3_key = $1""",
+                """SELECT h.upload_id, h.vendor_id, h.status, h.total_records, h.valid_records,
+                          h.invalid_records, h.error_message,
+                          (SELECT count(*) FROM products p WHERE p.upload_id = h.upload_id)
+                              AS products
+                   FROM upload_history h WHERE h.s3_key = $1""",
                 key,
             )
             if record is None:
-                rows.append(DemoRow(what, key, "not processed", 0, 0, 0, 0, ""))
+                rows.append(DemoRow(what, key, "not processed", 0, 0, 0, 0, "", ""))
                 continue
-            response = await rt.dynamodb.query(
-                TableName=rt.settings.dynamodb_table,
-                KeyConditionExpression="upload_id = :u",
-                ExpressionAttributeValues={":u": {"S": record["upload_id"]}},
-                Select="COUNT",
-            )
+            validated = record["status"] == "validated"
             rows.append(
                 DemoRow(
                     what,
                     key,
                     record["status"],
                     record["total_records"],
-                    record["successful_records"],
-                    record["failed_records"],
-                    response["Count"],
+                    record["valid_records"] or 0,
+                    record["invalid_records"] or 0,
+                    record["products"],
+                    report_keys(record["vendor_id"], record["upload_id"])[0] if validated else "",
                     record["error_message"] or "",
-                    await _row_errors(rt, record["upload_id"]),
+                    await _row_errors(rt, record["upload_id"]) if validated else (),
                 )
             )
     return rows
 
 
 async def _row_errors(rt: Runtime, upload_id: str) -> tuple[str, ...]:
-    """``row N: field: message`` for the items that could not be typed."""
+    """``row N: field: message`` for the rows the validation stage turned down."""
     response = await rt.dynamodb.query(
         TableName=rt.settings.dynamodb_table,
         KeyConditionExpression="upload_id = :u",
-        FilterExpression="#s = :e",
+        FilterExpression="#s = :invalid",
         ExpressionAttributeNames={"#s": "status"},
-        ExpressionAttributeValues={":u": {"S": upload_id}, ":e": {"S": "parse_error"}},
+        ExpressionAttributeValues={":u": {"S": upload_id}, ":invalid": {"S": "invalid"}},
     )
     return tuple(
         f"row {item['row_number']['N']}: {error['M']['field']['S']}: {error['M']['message']['S']}"
@@ -105,12 +108,20 @@ async def _row_errors(rt: Runtime, upload_id: str) -> tuple[str, ...]:
 
 def render(rows: list[DemoRow]) -> str:
     return render_table(
-        ("upload", "status", "rows", "ok", "bad", "items", "key / error"),
+        ("upload", "status", "rows", "valid", "invalid", "products", "key / report / problems"),
         [
-            (r.what, r.status, str(r.total), str(r.successful), str(r.failed), str(r.items), r.key)
+            (
+                r.what,
+                r.status,
+                str(r.total),
+                str(r.valid),
+                str(r.invalid),
+                str(r.products),
+                r.key,
+            )
             for r in rows
         ],
-        [(r.error, *r.row_errors) for r in rows],
+        [(f"report: {r.report}" if r.report else "", r.error, *r.row_errors) for r in rows],
     )
 
 
@@ -120,7 +131,13 @@ async def run_demo(database_url: str | None, *, keep: bool) -> list[DemoRow]:
     try:
         uploaded = await upload_samples(settings, local.bucket)
         async with Runtime.open(settings) as rt:
-            await Consumer(rt).run(drain=True)
+            await Consumer(rt).run(drain=True)  # stage: queues a validation job per upload
+            await Consumer(
+                rt,
+                queue_url=settings.validation_queue_url,
+                handler=handle_validation,
+                capacity=settings.validations_in_flight,
+            ).run(drain=True)
             return await summarise(rt, uploaded)
     finally:
         if not keep:
