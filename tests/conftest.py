@@ -24,7 +24,13 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from worker.consumer import Consumer
 from worker.database import DatabaseCredentials
-from worker.local.provision import StackNames, prepare_database, provision_aws
+from worker.local.provision import (
+    StackNames,
+    connect,
+    prepare_database,
+    provision_aws,
+    stack_settings,
+)
 from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_url
 from worker.runtime import Runtime
 from worker.settings import Settings
@@ -68,16 +74,6 @@ async def db_credentials(pg_server: DatabaseCredentials) -> AsyncIterator[Databa
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
-
-
-async def connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        user=credentials.username,
-        password=credentials.password,
-        host=credentials.host,
-        port=credentials.port,
-        database=credentials.dbname,
-    )
 
 
 @pytest.fixture(scope="session")
@@ -204,16 +200,12 @@ async def stack(
     await db.execute("TRUNCATE upload_history, products, vendors")
     names = StackNames()
     queues = await provision_aws(moto_endpoint, REGION, names, db_credentials)
-    settings = Settings(
-        aws_region=REGION,
-        aws_endpoint_url=moto_endpoint,
-        ingest_queue_url=queues.ingest,
-        dlq_url=queues.dlq,
-        validation_queue_url=queues.validation,
-        error_queue_url=queues.errors,
-        notice_topic_arn=queues.notice_topic,
-        dynamodb_table=names.table,
-        rds_secret_name=names.secret,
+    settings = stack_settings(
+        moto_endpoint,
+        REGION,
+        names,
+        queues,
+        visibility_timeout_seconds=300,
         receive_wait_seconds=0,
         startup_attempts=1,
     )

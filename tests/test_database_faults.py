@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Stack, connect
+from tests.conftest import Stack
 from tests.test_cli import cli, stack_env
 from worker.consumer import Consumer
 from worker.database import DatabaseCredentials
-from worker.local.provision import prepare_database
+from worker.local.provision import connect, prepare_database
 from worker.local.servers import EmbeddedPostgres
 from worker.runtime import Runtime
 

@@ -1,5 +1,5 @@
 """deploy/: every template passes cfn-lint, and the data plane, created through CloudFormation
-in the moto server, is what the worker runs against."""
+in the moto server, is what the worker runs against (staging and validation)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from cfnlint.decode import cfn_yaml
 from tests.conftest import Stack
 from worker.consumer import Consumer
 from worker.runtime import Runtime
+from worker.validation import handle_validation
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 TEMPLATES = sorted(DEPLOY.glob("*.yaml"))
@@ -74,14 +75,26 @@ async def test_the_worker_runs_against_the_data_plane_stack(stack: Stack) -> Non
             "ingest_queue_url": outputs["IngestQueueUrl"],
             "dlq_url": outputs["DeadLetterQueueUrl"],
             "dynamodb_table": outputs["UploadRecordsTableName"],
+            "validation_queue_url": outputs["ValidationQueueUrl"],
+            "error_queue_url": outputs["ErrorQueueUrl"],
+            "notice_topic_arn": outputs["VendorNoticeTopicArn"],
         }
     )
     async with Runtime.open(settings) as rt:
         await Consumer(rt).run(drain=True)
+        await Consumer(rt, queue_url=outputs["ValidationQueueUrl"], handler=handle_validation).run(
+            drain=True
+        )
 
     history = await stack.history("UPLOAD_ACME_20240101_000001")
     assert history is not None
-    assert (history["status"], history["s3_bucket"]) == ("staged", bucket)
+    assert (history["status"], history["s3_bucket"]) == ("validated", bucket)
+    assert history["valid_records"] == 1
+    async with stack.session_client("s3") as s3:
+        report = await s3.head_object(
+            Bucket=bucket, Key="reports/ACME/UPLOAD_ACME_20240101_000001.json"
+        )
+    assert report["ContentType"] == "application/json"
     async with stack.session_client("dynamodb") as dynamodb:
         items = await dynamodb.query(
             TableName=outputs["UploadRecordsTableName"],

@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import logging
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws_errors import error_code
+from worker.background import Background
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 10
 
 
-class Acknowledger:
+class Acknowledger(Background):
     """Collects receipt handles and deletes them in batches; ``delete`` returns once its
     message's batch was answered, with whether that entry succeeded."""
 
@@ -35,11 +36,6 @@ class Acknowledger:
         self._queue_url = queue_url
         self._linger = linger
         self._pending: asyncio.Queue[tuple[str, asyncio.Future[bool]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._run())
-        return self
 
     async def __aexit__(
         self,
@@ -47,10 +43,7 @@ class Acknowledger:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().__aexit__(exc_type, exc, tb)
         while not self._pending.empty():  # anything left is sent now, one batch at a time
             await self._send([self._pending.get_nowait() for _ in range(self._batch_size())])
 
@@ -62,7 +55,7 @@ class Acknowledger:
     def _batch_size(self) -> int:
         return min(MAX_BATCH, self._pending.qsize())
 
-    async def _run(self) -> None:
+    async def _background(self) -> None:
         while True:
             batch = [await self._pending.get()]
             with contextlib.suppress(TimeoutError):

@@ -8,12 +8,10 @@ raises, so a worker that was paused or cut off never writes over its successor's
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from types import TracebackType
-from typing import Self
 
+from worker.background import Background
 from worker.database import Database
 from worker.errors import LeaseLostError
 from worker.history import UploadHistory
@@ -21,7 +19,7 @@ from worker.history import UploadHistory
 log = logging.getLogger(__name__)
 
 
-class Lease:
+class Lease(Background):
     def __init__(self, database: Database, upload_id: str, attempt: int, seconds: float) -> None:
         self._database = database
         self.upload_id = upload_id
@@ -29,7 +27,6 @@ class Lease:
         self._seconds = seconds
         self._renewed_at = time.monotonic()
         self._lost = False
-        self._task: asyncio.Task[None] | None = None
 
     def check(self) -> None:
         """Raise :class:`LeaseLostError` once the lease is no longer held for sure."""
@@ -44,22 +41,7 @@ class Lease:
             self._lost = True
         self.check()
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._renew())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _renew(self) -> None:
+    async def _background(self) -> None:
         while not self._lost:
             await asyncio.sleep(max(self._seconds / 3, 0.5))
             try:

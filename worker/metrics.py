@@ -9,14 +9,15 @@ never fails an upload: its rows are staged already.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.background import Background
 
 if TYPE_CHECKING:
     from types_aiobotocore_cloudwatch import CloudWatchClient
@@ -35,7 +36,7 @@ class _VendorFigures:
     seconds: list[float] = field(default_factory=list)
 
 
-class MetricsPublisher:
+class MetricsPublisher(Background):
     def __init__(
         self, client: CloudWatchClient, namespace: str, *, interval: float, enabled: bool = True
     ) -> None:
@@ -44,7 +45,6 @@ class MetricsPublisher:
         self._interval = interval
         self._enabled = enabled
         self._pending: defaultdict[str, _VendorFigures] = defaultdict(_VendorFigures)
-        self._task: asyncio.Task[None] | None = None
 
     def record(
         self, *, vendor_id: str, total: int, successful: int, failed: int, seconds: float
@@ -71,23 +71,16 @@ class MetricsPublisher:
             return False
         return True
 
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._publish_periodically())
-        return self
-
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await super().__aexit__(exc_type, exc, tb)
         await self.flush()
 
-    async def _publish_periodically(self) -> None:
+    async def _background(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
             await self.flush()

@@ -4,14 +4,13 @@ before it runs out, and a one-off change (hand back at once, or retry after a ba
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws_errors import error_code
+from worker.background import Background
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -26,7 +25,7 @@ def retry_delay(receive_count: int, *, base: float, cap: float) -> int:
     return int(min(cap, base * 2 ** max(0, receive_count - 1), MAX_VISIBILITY_SECONDS))
 
 
-class VisibilityHeartbeat:
+class VisibilityHeartbeat(Background):
     """While the block runs, re-extend the message's visibility to ``timeout`` every
     ``timeout / 3`` seconds, so a long file is never received by a second worker."""
 
@@ -35,22 +34,6 @@ class VisibilityHeartbeat:
         self._queue_url = queue_url
         self._receipt_handle = receipt_handle
         self._timeout = timeout
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> Self:
-        self._task = asyncio.create_task(self._beat())
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def set(self, seconds: int) -> bool:
         """Make the message visible again in ``seconds`` (0: at once)."""
@@ -65,7 +48,7 @@ class VisibilityHeartbeat:
             return False
         return True
 
-    async def _beat(self) -> None:
+    async def _background(self) -> None:
         interval = max(self._timeout / 3, 0.5)
         while True:
             await asyncio.sleep(interval)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import asyncpg
@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 
 from worker import migrations
 from worker.database import DatabaseCredentials
+from worker.settings import Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -51,6 +52,25 @@ class QueueUrls:
     validation: str
     errors: str
     notice_topic: str
+
+
+def stack_settings(
+    endpoint_url: str, region: str, names: StackNames, queues: QueueUrls, **overrides: Any
+) -> Settings:
+    """The settings of a worker that runs against a provisioned stack."""
+    values: dict[str, Any] = {
+        "aws_region": region,
+        "aws_endpoint_url": endpoint_url,
+        "ingest_queue_url": queues.ingest,
+        "dlq_url": queues.dlq,
+        "validation_queue_url": queues.validation,
+        "error_queue_url": queues.errors,
+        "notice_topic_arn": queues.notice_topic,
+        "dynamodb_table": names.table,
+        "rds_secret_name": names.secret,
+        "visibility_timeout_seconds": names.visibility_timeout,
+    }
+    return Settings(**(values | overrides))
 
 
 async def provision_aws(
@@ -217,7 +237,7 @@ async def prepare_database(
     credentials: DatabaseCredentials, dbname: str, *, vendors: bool = True
 ) -> DatabaseCredentials:
     """Create ``dbname`` on the server if needed, migrate it and seed the demo vendors."""
-    admin = await _connect(credentials)
+    admin = await connect(credentials)
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
         if not exists:
@@ -227,7 +247,7 @@ async def prepare_database(
     target = DatabaseCredentials(
         credentials.username, credentials.password, credentials.host, credentials.port, dbname
     )
-    conn = await _connect(target)
+    conn = await connect(target)
     try:
         await migrations.apply(conn)
         if vendors:
@@ -241,7 +261,7 @@ async def prepare_database(
     return target
 
 
-async def _connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
+async def connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
     return await asyncpg.connect(
         user=credentials.username,
         password=credentials.password,

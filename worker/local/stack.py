@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from worker.database import DatabaseCredentials
-from worker.local.provision import StackNames, prepare_database, provision_aws
+from worker.local.provision import StackNames, prepare_database, provision_aws, stack_settings
 from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_url
 from worker.settings import Settings
 
@@ -52,18 +52,7 @@ async def up(database_url: str | None = None, *, port: int | None = None) -> Loc
     names = StackNames()
     credentials = await prepare_database(server, DATABASE)
     queues = await provision_aws(endpoint, REGION, names, credentials)
-    settings = Settings(
-        aws_region=REGION,
-        aws_endpoint_url=endpoint,
-        ingest_queue_url=queues.ingest,
-        dlq_url=queues.dlq,
-        validation_queue_url=queues.validation,
-        error_queue_url=queues.errors,
-        notice_topic_arn=queues.notice_topic,
-        dynamodb_table=names.table,
-        rds_secret_name=names.secret,
-        visibility_timeout_seconds=names.visibility_timeout,
-    )
+    settings = stack_settings(endpoint, REGION, names, queues)
     env = {
         "AWS_ENDPOINT_URL": endpoint,
         "AWS_REGION": REGION,
