@@ -156,9 +156,10 @@ async def test_a_database_outage_sends_uploads_to_the_dlq_and_redrive_recovers_t
 
     # WHEN the database is back and an operator redrives the DLQ
     private_db.server.start()
-    result = cli("dlq", "redrive", env=stack_env(stack))
+    # The server may still be starting: connect with the usual start-up retries.
+    result = cli("dlq", "redrive", env={**stack_env(stack), "STARTUP_ATTEMPTS": "5"})
     assert result.returncode == 0, result.stderr
-    await stack.run_worker()
+    await stack.run_worker(startup_attempts=5)
 
     # THEN the upload is staged
     assert await private_db.status("UPLOAD_ACME_20240101_000003") == "staged"
