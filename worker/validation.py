@@ -35,6 +35,7 @@ from worker.disposition import DELETE, Action, Disposition
 from worker.errors import PermanentError, TransientError
 from worker.items import STATUS_PARSE_ERROR
 from worker.report import SAMPLE_ERRORS, ReportSummary, csv_header, csv_lines, report_keys
+from worker.rows import COLUMNS
 from worker.rules import UploadRules, Violation
 from worker.runtime import Runtime
 from worker.staging import StagingWriter
@@ -46,25 +47,9 @@ log = logging.getLogger(__name__)
 
 STATUS_VALIDATED = "validated"
 STATUS_INVALID = "invalid"
-PRODUCT_COLUMNS = (
-    "vendor_id",
-    "vendor_product_id",
-    "sku",
-    "product_name",
-    "category",
-    "subcategory",
-    "description",
-    "brand",
-    "price",
-    "compare_at_price",
-    "stock_quantity",
-    "unit",
-    "weight_kg",
-    "dimensions_cm",
-    "image_url",
-    "extra",
-    "upload_id",
-)
+# The products table's columns, in the order the records below are built.
+PRODUCT_COLUMNS = ("vendor_id", *COLUMNS, "extra", "upload_id")
+_NUMERIC = frozenset({"price", "compare_at_price", "weight_kg"})
 _UPSERT = f"""
 INSERT INTO products ({", ".join(PRODUCT_COLUMNS)}, updated_at)
 SELECT {", ".join(PRODUCT_COLUMNS)}, now() FROM staged_products
@@ -299,30 +284,16 @@ def _with_status(item: dict[str, Any], violations: list[Violation]) -> dict[str,
 
 
 def _product_record(vendor_id: str, upload_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
-    def number(name: str) -> Decimal | None:
+    def column(name: str) -> Any:
         value = data.get(name)
-        return Decimal(value) if value is not None else None
+        if value is None:
+            return None
+        if name == "stock_quantity":
+            return int(value)
+        return Decimal(value) if name in _NUMERIC else value
 
-    stock = data["stock_quantity"]
-    return (
-        vendor_id,
-        data["vendor_product_id"],
-        data["sku"],
-        data["product_name"],
-        data["category"],
-        data.get("subcategory"),
-        data.get("description"),
-        data.get("brand"),
-        number("price"),
-        number("compare_at_price"),
-        int(stock),
-        data.get("unit"),
-        number("weight_kg"),
-        data.get("dimensions_cm"),
-        data.get("image_url"),
-        json.dumps(data.get("extra", {}), sort_keys=True),
-        upload_id,
-    )
+    extra = json.dumps(data.get("extra", {}), sort_keys=True)
+    return (vendor_id, *(column(name) for name in COLUMNS), extra, upload_id)
 
 
 async def _upsert_products(rt: Runtime, records: list[tuple[Any, ...]]) -> None:
