@@ -8,6 +8,7 @@ freshly reset moto server with the stack provisioned anew.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import secrets
@@ -37,6 +38,7 @@ from worker.settings import Settings
 from worker.validation import handle_validation
 
 REGION = "us-east-1"
+CANARY_PASSWORD = f"canary-{secrets.token_hex(8)}"
 os.environ.update(
     AWS_ACCESS_KEY_ID="testing",
     AWS_SECRET_ACCESS_KEY="testing",
@@ -199,7 +201,10 @@ async def stack(
     _reset_moto(moto_endpoint)
     await db.execute("TRUNCATE upload_history, products, vendors")
     names = StackNames()
-    queues = await provision_aws(moto_endpoint, REGION, names, db_credentials)
+    # The test servers trust local connections, so the secret's password is never checked:
+    # it is a canary that tests look for in logs and errors.
+    secret = dataclasses.replace(db_credentials, password=CANARY_PASSWORD)
+    queues = await provision_aws(moto_endpoint, REGION, names, secret)
     settings = stack_settings(
         moto_endpoint,
         REGION,

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Stack
+from tests.conftest import CANARY_PASSWORD, Stack
 from worker.database import DatabaseCredentials
 
 KEY = "uploads/ACME/ACME_20241105_093015.csv"
@@ -95,6 +95,7 @@ async def test_run_drain_stages_and_validates_and_logs_json_lines(stack: Stack) 
     assert staged[0]["upload_id"] == "UPLOAD_ACME_20241105_093015"
     assert staged[0]["vendor_id"] == "ACME"
     assert staged[0]["message_id"]
+    assert CANARY_PASSWORD not in result.stdout + result.stderr
 
 
 def test_migrate_is_idempotent(stack: Stack) -> None:

@@ -210,3 +210,25 @@ async def _connections(stack: Stack) -> int:
         stack.credentials.dbname,
     )
     return count
+
+
+async def test_a_validation_job_is_run_by_the_same_function(
+    stack: Stack, lambda_app: LambdaApp
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object("uploads/ACME/ACME_20240101_000001.csv", BODY)
+    await stack.run_worker()
+
+    response = await invoke(
+        lambda_app,
+        {"Records": [sqs_record("job", json.dumps({"upload_id": "UPLOAD_ACME_20240101_000001"}))]},
+    )
+
+    assert response == {"batchItemFailures": []}
+    history = await stack.history("UPLOAD_ACME_20240101_000001")
+    assert history is not None
+    assert (history["status"], history["valid_records"], history["invalid_records"]) == (
+        "validated",
+        1,
+        0,
+    )

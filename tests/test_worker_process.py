@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Stack
+from tests.conftest import CANARY_PASSWORD, Stack
 from tests.test_cli import stack_env
 
 HEADER = "vendor_product_id,product_name,category,sku,price,stock_quantity,description\n"
@@ -143,6 +143,7 @@ async def test_a_worker_killed_mid_file_is_finished_by_a_fresh_one(
         return (await stack.history(UPLOAD_ID) or {}).get("status") == "staged"
 
     await eventually(staged, within=120, what="a fresh worker to stage the upload")
+    assert CANARY_PASSWORD not in (tmp_path / "worker.log").read_text()
     assert comparable(await stack.items(UPLOAD_ID)) == reference_items
     assert comparable_history(await stack.history(UPLOAD_ID)) == comparable_history(
         await stack.history(REFERENCE_ID)
@@ -170,6 +171,7 @@ async def test_sigterm_lets_files_in_flight_finish_and_exits_0(
     assert await count_items(stack, UPLOAD_ID) == 8_000
     assert await visible_messages(stack) == 0
     assert "stopping: no new messages will be received" in log_file.read_text()
+    assert CANARY_PASSWORD not in log_file.read_text()
 
 
 async def test_sigterm_without_grace_hands_the_file_back_for_another_worker(
@@ -186,6 +188,7 @@ async def test_sigterm_without_grace_hands_the_file_back_for_another_worker(
         returncode = worker.wait(timeout=60)
 
     assert returncode == 0, log_file.read_text()
+    assert CANARY_PASSWORD not in log_file.read_text()
     history = await stack.history(UPLOAD_ID)
     assert history is not None
     assert history["status"] == "failed"

@@ -55,8 +55,8 @@ INSERT INTO products ({", ".join(PRODUCT_COLUMNS)}, updated_at)
 SELECT {", ".join(PRODUCT_COLUMNS)}, now() FROM staged_products
 ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in PRODUCT_COLUMNS[2:])}, updated_at = now()
-WHERE ({", ".join(f"products.{c}" for c in PRODUCT_COLUMNS[2:-1])})
-      IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in PRODUCT_COLUMNS[2:-1])})
+WHERE ({", ".join(f"products.{c}" for c in PRODUCT_COLUMNS[2:])})
+      IS DISTINCT FROM ({", ".join(f"EXCLUDED.{c}" for c in PRODUCT_COLUMNS[2:])})
 """
 _deserializer = TypeDeserializer()
 
