@@ -186,11 +186,7 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
         return upload.result(Outcome.BUSY, str(exc))
     except asyncio.CancelledError:
         # Shutdown: release the lease so the next worker can start over at once.
-        await asyncio.shield(
-            _finish_failed(
-                upload, claim, "interrupted: the worker stopped before the file was finished"
-            )
-        )
+        await asyncio.shield(_finish_failed(upload, claim, INTERRUPTED))
         raise
     except Exception as exc:
         if isinstance(exc, TransientError):

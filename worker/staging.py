@@ -66,7 +66,6 @@ class StagingWriter:
             stop=stop_after_attempt(max_attempts),
             reraise=True,
         )
-        self.requests_written = 0
 
     async def __aenter__(self) -> Self:
         return self
@@ -147,7 +146,6 @@ class StagingWriter:
                 if unprocessed:
                     requests = cast("list[dict[str, Any]]", unprocessed)
                     raise _Unfinished(f"{len(requests)} unprocessed items")
-        self.requests_written += len(batch)
 
     async def _cancel_all(self) -> None:
         for task in self._tasks:
