@@ -36,12 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import aioboto3
-import asyncpg
 import psutil
 
 from bench.data import KeyClock, upload_id, write_csv
 from worker.database import DatabaseCredentials
-from worker.local.provision import QueueUrls, StackNames, prepare_database, provision_aws
+from worker.local.provision import (
+    QueueUrls,
+    StackNames,
+    connect,
+    prepare_database,
+    provision_aws,
+)
 from worker.local.servers import MotoServer, credentials_from_url
 
 REGION = "us-east-1"
@@ -427,7 +432,7 @@ class Bench:
             for name, url in (("ingest queue", self.queues.ingest), ("DLQ", self.queues.dlq)):
                 if (left := await self._queued(sqs, url)) != 0:
                     raise BenchError(f"{tag}: {left} message(s) left in the {name}")
-        conn = await _connect(self.db)
+        conn = await connect(self.db)
         try:
             records = await conn.fetch(
                 "SELECT s3_key, status, total_records FROM upload_history "
@@ -458,16 +463,6 @@ class Bench:
                     f"{variant} staged another item for row 2 than the worker:\n"
                     f"  {variant}: {shape}\n  worker: {reference}"
                 )
-
-
-async def _connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        user=credentials.username,
-        password=credentials.password,
-        host=credentials.host,
-        port=credentials.port,
-        database=credentials.dbname,
-    )
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -746,7 +741,7 @@ async def run(args: argparse.Namespace) -> int:
         bench: Bench | None = None
         try:
             db = await prepare_database(credentials_from_url(args.database_url), DATABASE)
-            conn = await _connect(db)
+            conn = await connect(db)
             try:  # keys repeat across bench runs: start from an empty history
                 await conn.execute("TRUNCATE upload_history")
             finally:

@@ -43,14 +43,14 @@ async def _run(args: argparse.Namespace) -> int:
     settings = _settings()
     queue_url = settings.require_ingest_queue()
     async with Runtime.open(settings) as rt:
-        await check_resources(rt, queue_url)
+        validation_queue = settings.validation_queue_url
+        await check_resources(rt, queue_url, *([validation_queue] if validation_queue else []))
         consumers = [Consumer(rt)]
-        if settings.validation_queue_url:
-            await check_resources(rt, settings.validation_queue_url)
+        if validation_queue:
             consumers.append(
                 Consumer(
                     rt,
-                    queue_url=settings.validation_queue_url,
+                    queue_url=validation_queue,
                     handler=handle_validation,
                     capacity=settings.validations_in_flight,
                 )

@@ -32,13 +32,16 @@ log = logging.getLogger(__name__)
 DRAIN_WAIT_SECONDS = 2
 
 
-async def check_resources(rt: Runtime, queue_url: str) -> None:
-    """Fail fast at start-up when the queue or the staging table cannot be reached (the
+async def check_resources(rt: Runtime, *queue_urls: str) -> None:
+    """Fail fast at start-up when a queue or the staging table cannot be reached (the
     database was reached when the runtime opened)."""
-    try:
-        await rt.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
-    except (ClientError, BotoCoreError) as exc:
-        raise ConfigurationError(f"queue {queue_url} is not reachable: {error_code(exc)}") from exc
+    for queue_url in queue_urls:
+        try:
+            await rt.sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])
+        except (ClientError, BotoCoreError) as exc:
+            raise ConfigurationError(
+                f"queue {queue_url} is not reachable: {error_code(exc)}"
+            ) from exc
     table = rt.settings.dynamodb_table
     try:
         await rt.dynamodb.describe_table(TableName=table)

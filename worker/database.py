@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,6 +52,16 @@ class DatabaseCredentials:
 
     def __repr__(self) -> str:
         return f"DatabaseCredentials(host={self.host!r}, port={self.port}, dbname={self.dbname!r})"
+
+    def connect_args(self) -> dict[str, Any]:
+        """Keyword arguments for ``asyncpg.connect`` and ``asyncpg.create_pool``."""
+        return {
+            "user": self.username,
+            "password": self.password,
+            "host": self.host,
+            "port": self.port,
+            "database": self.dbname,
+        }
 
     @staticmethod
     def from_secret(secret_name: str, text: str) -> DatabaseCredentials:
@@ -150,11 +160,7 @@ class Database:
         credentials = await self._secrets.get(refresh=refresh)
         try:
             pool = await asyncpg.create_pool(
-                user=credentials.username,
-                password=credentials.password,
-                host=credentials.host,
-                port=credentials.port,
-                database=credentials.dbname,
+                **credentials.connect_args(),
                 min_size=1,
                 max_size=self._max_size,
                 command_timeout=60,

@@ -48,6 +48,18 @@ class NewUpload:
     size: int | None
     uploaded_at: datetime | None
 
+    def columns(self) -> tuple[object, ...]:
+        """Parameters $1..$7 of the statements below."""
+        return (
+            self.upload_id,
+            self.vendor_id,
+            self.file_name,
+            self.bucket,
+            self.key,
+            self.etag,
+            self.size,
+        )
+
 
 # One round trip: take the lease, reserve the first rows, and read the vendor's status. The
 # CTE reads the row as it was before this statement, so previous_rows is the earlier value.
@@ -110,13 +122,7 @@ class UploadHistory:
         for _ in range(3):  # the row may change between the two statements: look again
             row = await self._conn.fetchrow(
                 _CLAIM,
-                upload.upload_id,
-                upload.vendor_id,
-                upload.file_name,
-                upload.bucket,
-                upload.key,
-                upload.etag,
-                upload.size,
+                *upload.columns(),
                 float(lease_seconds),
                 upload.uploaded_at,
                 force,
@@ -151,13 +157,7 @@ class UploadHistory:
         """
         reserved: int | None = await self._conn.fetchval(
             _RECORD_REJECTED,
-            upload.upload_id,
-            upload.vendor_id,
-            upload.file_name,
-            upload.bucket,
-            upload.key,
-            upload.etag,
-            upload.size,
+            *upload.columns(),
             message,
             upload.uploaded_at,
         )

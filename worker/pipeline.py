@@ -232,15 +232,6 @@ def _check_vendor(vendor_id: str, status: str | None) -> None:
         raise PermanentError(f"vendor {vendor_id!r} is {status}, not active")
 
 
-def _writer(rt: Runtime) -> StagingWriter:
-    return StagingWriter(
-        rt.dynamodb,
-        rt.settings.dynamodb_table,
-        batches_in_flight=rt.settings.batches_in_flight,
-        max_attempts=rt.settings.staging_max_attempts,
-    )
-
-
 async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease) -> None:
     """Stream, type and stage every row; then remove surplus items of an older version.
 
@@ -255,7 +246,7 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease)
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     reserved = claim.reserved_rows
-    async with _writer(rt) as writer:
+    async with StagingWriter.from_settings(rt.dynamodb, rt.settings) as writer:
         async for row_number, row in typed_rows(body, rt.settings.s3_read_chunk_bytes):
             if row_number > reserved:
                 reserved = row_number + RESERVE_ROWS - 1
@@ -273,7 +264,7 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease)
 
 
 async def _delete_items(rt: Runtime, upload_id: str, rows: int) -> None:
-    async with _writer(rt) as writer:
+    async with StagingWriter.from_settings(rt.dynamodb, rt.settings) as writer:
         for row_number in range(1, rows + 1):
             await writer.delete(record_key(upload_id, row_number))
 

@@ -23,6 +23,7 @@ from tenacity import (
 from worker.aws_errors import error_code, is_retryable
 from worker.errors import TransientError
 from worker.items import Item
+from worker.settings import Settings
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -65,6 +66,15 @@ class StagingWriter:
             wait=wait_random_exponential(multiplier=base_delay, max=max_delay),
             stop=stop_after_attempt(max_attempts),
             reraise=True,
+        )
+
+    @classmethod
+    def from_settings(cls, client: DynamoDBClient, settings: Settings) -> Self:
+        return cls(
+            client,
+            settings.dynamodb_table,
+            batches_in_flight=settings.batches_in_flight,
+            max_attempts=settings.staging_max_attempts,
         )
 
     async def __aenter__(self) -> Self:

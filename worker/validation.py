@@ -134,7 +134,7 @@ async def validate_upload(rt: Runtime, upload_id: str) -> ValidationResult:
     samples: list[dict[str, Any]] = []
     with tempfile.SpooledTemporaryFile(max_size=4 * 1024 * 1024, mode="w+b") as errors_csv:
         errors_csv.write(csv_header().encode())
-        async with _writer(rt) as writer:
+        async with StagingWriter.from_settings(rt.dynamodb, rt.settings) as writer:
             async for page in _pages(rt, upload_id):
                 products: list[tuple[Any, ...]] = []
                 messages: list[dict[str, Any]] = []
@@ -200,15 +200,6 @@ async def validate_upload(rt: Runtime, upload_id: str) -> ValidationResult:
         report_key,
         errors_key,
         notice_sent,
-    )
-
-
-def _writer(rt: Runtime) -> StagingWriter:
-    return StagingWriter(
-        rt.dynamodb,
-        rt.settings.dynamodb_table,
-        batches_in_flight=rt.settings.batches_in_flight,
-        max_attempts=rt.settings.staging_max_attempts,
     )
 
 

@@ -262,10 +262,4 @@ async def prepare_database(
 
 
 async def connect(credentials: DatabaseCredentials) -> asyncpg.Connection:
-    return await asyncpg.connect(
-        user=credentials.username,
-        password=credentials.password,
-        host=credentials.host,
-        port=credentials.port,
-        database=credentials.dbname,
-    )
+    return await asyncpg.connect(**credentials.connect_args())
