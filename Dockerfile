@@ -24,5 +24,5 @@ USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["vendor-onboarding", "healthcheck"]
-ENTRYPOINT ["python", "-m", "worker.entrypoint"]
+ENTRYPOINT ["python", "-m", "worker.runtimes.entrypoint"]
 CMD ["run"]

@@ -1,7 +1,7 @@
 """The ceiling: how many BatchWriteItem items per second the server absorbs from a client that
 does nothing else.
 
-The items are the worker's own (``worker.items.ItemFactory`` over the same CSV files), built in
+The items are the worker's own (``worker.core.items.ItemFactory`` over the same CSV files), built in
 DynamoDB's wire format *before* the clock starts; the timed part only sends them, 25 per call,
 ``batches_in_flight`` calls at once, on one aiobotocore client with parameter validation off.
 
@@ -24,8 +24,8 @@ from aiobotocore.session import get_session
 
 from bench.data import upload_id
 from bench.measure import Window
-from worker.items import Item, ItemFactory
-from worker.rows import Header
+from worker.core.items import Item, ItemFactory
+from worker.core.rows import Header
 
 BATCH_SIZE = 25
 

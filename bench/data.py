@@ -7,7 +7,7 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from worker.rows import COLUMNS
+from worker.core.rows import COLUMNS
 
 VENDOR = "ACME"
 

@@ -39,7 +39,6 @@ import aioboto3
 import psutil
 
 from bench.data import KeyClock, upload_id, write_csv
-from worker.database import DatabaseCredentials
 from worker.local.provision import (
     QueueUrls,
     StackNames,
@@ -48,6 +47,7 @@ from worker.local.provision import (
     provision_aws,
 )
 from worker.local.servers import MotoServer, credentials_from_url
+from worker.postgres.database import DatabaseCredentials
 
 REGION = "us-east-1"
 DATABASE = "vo_bench"

@@ -1,5 +1,5 @@
-"""Our worker, exactly as ``vendor-onboarding run --drain`` runs it (``worker.cli.main``):
-settings from the environment, everything opened by ``Runtime.open``, the SQS consumer draining
+"""Our worker, exactly as ``vendor-onboarding run --drain`` runs it (``worker.runtimes.cli.main``):
+settings from the environment, everything opened by ``Resources.open``, the SQS consumer draining
 the queue that the uploads' S3 notifications filled, JSON logs on stderr.
 
 The work window is read from the worker's own log records: it starts at "worker started" (after
@@ -32,16 +32,16 @@ class _Milestones(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.name == "worker.cli" and message == "worker started":
+        if record.name == "worker.runtimes.cli" and message == "worker started":
             self.started = time.perf_counter()
             self.cpu_at_start = cpu_seconds()
-        elif record.name == "worker.pipeline" and message.startswith("upload "):
+        elif record.name == "worker.ingest.stage" and message.startswith("upload "):
             self.finished.append((time.perf_counter(), message.removeprefix("upload ")))
 
 
 def main(argv: list[str]) -> int:
     milestones = _Milestones()
-    for name in ("worker.cli", "worker.pipeline"):
+    for name in ("worker.runtimes.cli", "worker.ingest.stage"):
         logging.getLogger(name).addHandler(milestones)
     with Window() as window:
         code = cli.main(["run", "--drain"])

@@ -12,8 +12,9 @@ import dataclasses
 import json
 import os
 import secrets
+import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,6 @@ import asyncpg
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from worker.consumer import Consumer
-from worker.database import DatabaseCredentials
 from worker.local.provision import (
     StackNames,
     connect,
@@ -33,9 +32,11 @@ from worker.local.provision import (
     stack_settings,
 )
 from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_url
-from worker.runtime import Runtime
+from worker.postgres.database import DatabaseCredentials
+from worker.resources import Resources
+from worker.runtimes.consumer import Consumer
+from worker.runtimes.handlers import handle_validation
 from worker.settings import Settings
-from worker.validation import handle_validation
 
 REGION = "us-east-1"
 CANARY_PASSWORD = f"canary-{secrets.token_hex(8)}"
@@ -134,15 +135,15 @@ class Stack:
     async def run_worker(self, **overrides: Any) -> None:
         """Run the worker in --drain mode until the queue is empty."""
         settings = self.settings.model_copy(update=overrides)
-        async with Runtime.open(settings) as rt:
-            await asyncio.wait_for(Consumer(rt).run(drain=True), timeout=60)
+        async with Resources.open(settings) as res:
+            await asyncio.wait_for(Consumer(res).run(drain=True), timeout=60)
 
     async def run_validation(self, **overrides: Any) -> None:
         """Run the validation stage's loop in --drain mode until its queue is empty."""
         settings = self.settings.model_copy(update=overrides)
-        async with Runtime.open(settings) as rt:
+        async with Resources.open(settings) as res:
             consumer = Consumer(
-                rt,
+                res,
                 queue_url=settings.validation_queue_url,
                 handler=handle_validation,
                 capacity=settings.validations_in_flight,
@@ -226,6 +227,14 @@ async def _purge(stack: Stack, queue_url: str) -> None:
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
+    """Poll ``condition`` until it holds, failing after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
 
 
 def s3_event(bucket: str, *keys: str, encoded: bool = True) -> str:

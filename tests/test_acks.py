@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import Stack
-from worker.acks import Acknowledger
+from worker.aws.acknowledger import Acknowledger
 
 
 async def test_deletes_are_batched_and_each_entry_is_checked(stack: Stack) -> None:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import CANARY_PASSWORD, Stack
-from worker.database import DatabaseCredentials
+from worker.postgres.database import DatabaseCredentials
 
 KEY = "uploads/ACME/ACME_20241105_093015.csv"
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
@@ -19,7 +19,7 @@ def cli(
     *args: str, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
+        [sys.executable, "-m", "worker.runtimes.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

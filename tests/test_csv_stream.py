@@ -4,9 +4,9 @@ from decimal import Decimal
 
 import pytest
 
-from worker.csv_stream import typed_rows
-from worker.errors import PermanentError
-from worker.rows import ProductRow, RowErrors
+from worker.core.errors import PermanentError
+from worker.core.rows import ProductRow, RowErrors
+from worker.ingest.csv_stream import typed_rows
 
 HEADER = "vendor_product_id,product_name,category,sku,price,stock_quantity,description\n"
 

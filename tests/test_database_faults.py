@@ -15,11 +15,11 @@ import pytest
 
 from tests.conftest import Stack
 from tests.test_cli import cli, stack_env
-from worker.consumer import Consumer
-from worker.database import DatabaseCredentials
 from worker.local.provision import connect, prepare_database
 from worker.local.servers import EmbeddedPostgres
-from worker.runtime import Runtime
+from worker.postgres.database import DatabaseCredentials
+from worker.resources import Resources
+from worker.runtimes.consumer import Consumer
 
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
 
@@ -88,9 +88,9 @@ async def test_password_rotation_while_the_worker_runs(
     old_password = private_db.app.password
     new_password = f"canary-{secrets.token_hex(8)}"
     settings = stack.settings.model_copy(update={"secret_ttl_seconds": 3600})
-    async with Runtime.open(settings) as rt:
+    async with Resources.open(settings) as res:
         await stack.put_object("uploads/ACME/ACME_20240101_000001.csv", BODY)
-        await Consumer(rt).run(drain=True)
+        await Consumer(res).run(drain=True)
         assert await private_db.status("UPLOAD_ACME_20240101_000001") == "staged"
 
         # WHEN the password is rotated (database and secret) and open sessions are cut
@@ -113,7 +113,7 @@ async def test_password_rotation_while_the_worker_runs(
         finally:
             await admin.close()
         await stack.put_object("uploads/ACME/ACME_20240101_000002.csv", BODY)
-        await Consumer(rt).run(drain=True)
+        await Consumer(res).run(drain=True)
 
     # THEN the same worker keeps working, with the new password read from the secret
     assert await private_db.status("UPLOAD_ACME_20240101_000002") == "staged"
@@ -142,12 +142,12 @@ async def test_a_database_outage_sends_uploads_to_the_dlq_and_redrive_recovers_t
     stack: Stack, private_db: PrivateDatabase
 ) -> None:
     settings = stack.settings.model_copy(update={"retry_backoff_seconds": 0})
-    async with Runtime.open(settings) as rt:
+    async with Resources.open(settings) as res:
         # GIVEN the database goes away while the worker runs
         private_db.server.stop()
         await stack.put_object("uploads/ACME/ACME_20240101_000003.csv", BODY)
         # WHEN the worker meets it: every delivery fails, and the worker carries on
-        await Consumer(rt).run(drain=True)
+        await Consumer(res).run(drain=True)
 
     # THEN after maxReceiveCount deliveries the message is in the DLQ
     assert await stack.queue_messages(stack.settings.ingest_queue_url or "") == []

@@ -12,9 +12,9 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 from tests.conftest import Stack
-from worker.consumer import Consumer
-from worker.runtime import Runtime
-from worker.validation import handle_validation
+from worker.resources import Resources
+from worker.runtimes.consumer import Consumer
+from worker.runtimes.handlers import handle_validation
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
 TEMPLATES = sorted(DEPLOY.glob("*.yaml"))
@@ -80,9 +80,9 @@ async def test_the_worker_runs_against_the_data_plane_stack(stack: Stack) -> Non
             "notice_topic_arn": outputs["VendorNoticeTopicArn"],
         }
     )
-    async with Runtime.open(settings) as rt:
-        await Consumer(rt).run(drain=True)
-        await Consumer(rt, queue_url=outputs["ValidationQueueUrl"], handler=handle_validation).run(
+    async with Resources.open(settings) as res:
+        await Consumer(res).run(drain=True)
+        await Consumer(res, queue_url=outputs["ValidationQueueUrl"], handler=handle_validation).run(
             drain=True
         )
 

@@ -3,8 +3,8 @@ import json
 import pytest
 
 from tests.conftest import s3_event
-from worker.errors import PoisonMessageError
-from worker.events import ObjectRef, parse_message_body
+from worker.core.errors import PoisonMessageError
+from worker.core.events import ObjectRef, parse_message_body
 
 
 def test_keys_are_url_decoded_once() -> None:

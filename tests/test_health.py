@@ -10,12 +10,12 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import Stack
+from tests.conftest import Stack, eventually
 from tests.test_cli import cli
-from tests.test_worker_process import eventually, worker_process
-from worker.health import health_server
+from tests.test_worker_process import worker_process
 from worker.local.servers import free_port
-from worker.runtime import Runtime
+from worker.resources import Resources
+from worker.runtimes.health import health_server
 
 
 async def test_healthcheck_reports_a_running_worker_live_and_ready(
@@ -45,9 +45,9 @@ async def test_readiness_fails_when_the_queue_is_gone_and_liveness_when_the_loop
 ) -> None:
     last_turn = time.monotonic()
     async with (
-        Runtime.open(stack.settings) as rt,
+        Resources.open(stack.settings) as res,
         health_server(
-            rt,
+            res,
             f"{stack.settings.aws_endpoint_url}/123456789012/no-such-queue",
             lambda: last_turn,
             port=0,

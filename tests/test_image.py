@@ -1,6 +1,6 @@
 """The container image without a Docker engine: the Dockerfile passes hadolint, and its entry
 point runs both ways — the ECS worker's command, and the Lambda runtime interface client
-talking to a Runtime API on this machine."""
+talking to a Resources API on this machine."""
 
 from __future__ import annotations
 
@@ -20,11 +20,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from tests.conftest import Stack, s3_event
+from tests.conftest import Stack, eventually, s3_event
 from tests.test_cli import stack_env
 from tests.test_lambda import sqs_record
-from tests.test_worker_process import eventually
-from worker.entrypoint import LAMBDA_HANDLER, command
+from worker.runtimes.entrypoint import LAMBDA_HANDLER, command
 
 ROOT = Path(__file__).parent.parent
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
@@ -42,8 +41,8 @@ def test_the_dockerfile_passes_hadolint() -> None:
 @pytest.mark.parametrize(
     ("environ", "args", "expected"),
     [
-        ({}, [], ["-m", "worker.cli", "run"]),
-        ({}, ["dlq", "peek"], ["-m", "worker.cli", "dlq", "peek"]),
+        ({}, [], ["-m", "worker.runtimes.cli", "run"]),
+        ({}, ["dlq", "peek"], ["-m", "worker.runtimes.cli", "dlq", "peek"]),
         (
             {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"},
             ["run"],
@@ -65,7 +64,7 @@ def test_the_entry_point_picks_the_runtime(
 
 def test_the_entry_point_runs_the_worker_cli_by_default() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "worker.entrypoint", "--help"],
+        [sys.executable, "-m", "worker.runtimes.entrypoint", "--help"],
         capture_output=True,
         text=True,
         env={k: v for k, v in os.environ.items() if k != "AWS_LAMBDA_RUNTIME_API"},
@@ -78,7 +77,7 @@ def test_the_entry_point_runs_the_worker_cli_by_default() -> None:
 
 @dataclass
 class RuntimeApi:
-    """The part of the Lambda Runtime API a function's runtime client talks to."""
+    """The part of the Lambda Resources API a function's runtime client talks to."""
 
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     responses: dict[str, Any] = field(default_factory=dict)
@@ -104,12 +103,12 @@ async def runtime_api() -> AsyncIterator[tuple[RuntimeApi, str]]:
             body=json.dumps(event).encode(),
             headers={
                 "Content-Type": "application/json",
-                "Lambda-Runtime-Aws-Request-Id": request_id,
-                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
-                "Lambda-Runtime-Invoked-Function-Arn": (
+                "Lambda-Resources-Aws-Request-Id": request_id,
+                "Lambda-Resources-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
+                "Lambda-Resources-Invoked-Function-Arn": (
                     "arn:aws:lambda:us-east-1:123456789012:function:vendor-onboarding"
                 ),
-                "Lambda-Runtime-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
+                "Lambda-Resources-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
             },
         )
 
@@ -142,7 +141,7 @@ def start_function(env: dict[str, str], log_path: Path) -> subprocess.Popen[byte
     """The image's entry point with its default command, as Lambda starts it."""
     with open(log_path, "wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "worker.entrypoint", "run"],
+            [sys.executable, "-m", "worker.runtimes.entrypoint", "run"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

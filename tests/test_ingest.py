@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from tests.conftest import Stack, s3_event
-from worker.keys import rejected_upload_id
+from worker.core.keys import rejected_upload_id
 
 HEADER = (
     "vendor_product_id,product_name,category,subcategory,description,sku,brand,price,"

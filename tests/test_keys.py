@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.errors import PermanentError, UploadKeyError
-from worker.keys import folder_vendor, parse_upload_key, rejected_upload_id
+from worker.core.errors import PermanentError, UploadKeyError
+from worker.core.keys import folder_vendor, parse_upload_key, rejected_upload_id
 
 
 def test_a_well_formed_key_gives_vendor_timestamp_and_upload_id() -> None:

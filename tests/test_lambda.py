@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Stack, s3_event
 from tests.fault_proxy import FaultPlan, fault_proxy
-from worker.lambda_handler import LambdaApp
+from worker.runtimes.lambda_handler import LambdaApp
 
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
 

@@ -1,5 +1,5 @@
-from worker.report import csv_lines, safe_cell
-from worker.rules import Violation
+from worker.core.report import csv_lines, safe_cell
+from worker.core.rules import Violation
 
 
 def test_cells_a_spreadsheet_would_run_are_escaped() -> None:

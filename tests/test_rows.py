@@ -2,8 +2,8 @@ from decimal import Decimal
 
 import pytest
 
-from worker.errors import PermanentError
-from worker.rows import COLUMNS, Header, ProductRow, RowErrors
+from worker.core.errors import PermanentError
+from worker.core.rows import COLUMNS, Header, ProductRow, RowErrors
 
 HEADER = Header.parse(
     ["vendor_product_id", "product_name", "category", "sku", "price", "stock_quantity"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from worker.rules import UploadRules, check_row
+from worker.core.rules import UploadRules, check_row
 
 GOOD: dict[str, Any] = {
     "vendor_product_id": "P-1",

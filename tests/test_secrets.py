@@ -4,9 +4,9 @@ import logging
 
 import pytest
 
-from worker.database import DatabaseCredentials
-from worker.errors import ConfigurationError
+from worker.core.errors import ConfigurationError
 from worker.logs import WithholdSecrets
+from worker.postgres.database import DatabaseCredentials
 
 
 def test_credentials_repr_leaves_out_the_password() -> None:

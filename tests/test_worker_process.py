@@ -8,15 +8,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import CANARY_PASSWORD, Stack
+from tests.conftest import CANARY_PASSWORD, Stack, eventually
 from tests.test_cli import stack_env
 
 HEADER = "vendor_product_id,product_name,category,sku,price,stock_quantity,description\n"
@@ -31,14 +30,6 @@ def large_csv(rows: int) -> bytes:
         for n in range(1, rows + 1)
     ]
     return (HEADER + "".join(lines)).encode()
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], *, within: float, what: str) -> None:
-    """Poll ``condition`` until it holds, failing after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def count_items(stack: Stack, upload_id: str) -> int:
@@ -68,7 +59,7 @@ async def visible_messages(stack: Stack) -> int:
 def worker_process(stack: Stack, log_file: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     with open(log_file, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "run"],
+            [sys.executable, "-m", "worker.runtimes.cli", "run"],
             env={**os.environ, **stack_env(stack), "RECEIVE_WAIT_SECONDS": "1", **env},
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from worker.errors import ConfigurationError
+from worker.core.errors import ConfigurationError
 
 
 class Settings(BaseSettings):

@@ -9,13 +9,13 @@ from importlib import resources
 
 import aioboto3
 
-from worker.consumer import Consumer
+from worker.core.report import report_keys
 from worker.local import stack
-from worker.report import report_keys
-from worker.runtime import Runtime
+from worker.resources import Resources
+from worker.runtimes.consumer import Consumer
+from worker.runtimes.handlers import handle_validation
+from worker.runtimes.text_table import render_table
 from worker.settings import Settings
-from worker.table import render_table
-from worker.validation import handle_validation
 
 # (vendor, sample file, what it shows)
 DEMO_UPLOADS = (
@@ -57,9 +57,9 @@ async def upload_samples(settings: Settings, bucket: str) -> list[tuple[str, str
     return uploaded
 
 
-async def summarise(rt: Runtime, uploaded: list[tuple[str, str]]) -> list[DemoRow]:
+async def summarise(res: Resources, uploaded: list[tuple[str, str]]) -> list[DemoRow]:
     rows = []
-    async with rt.database.connection() as conn:
+    async with res.database.connection() as conn:
         for what, key in uploaded:
             record = await conn.fetchrow(
                 """SELECT h.upload_id, h.vendor_id, h.status, h.total_records, h.valid_records,
@@ -84,16 +84,16 @@ async def summarise(rt: Runtime, uploaded: list[tuple[str, str]]) -> list[DemoRo
                     record["products"],
                     report_keys(record["vendor_id"], record["upload_id"])[0] if validated else "",
                     record["error_message"] or "",
-                    await _row_errors(rt, record["upload_id"]) if validated else (),
+                    await _row_errors(res, record["upload_id"]) if validated else (),
                 )
             )
     return rows
 
 
-async def _row_errors(rt: Runtime, upload_id: str) -> tuple[str, ...]:
+async def _row_errors(res: Resources, upload_id: str) -> tuple[str, ...]:
     """``row N: field: message`` for the rows the validation stage turned down."""
-    response = await rt.dynamodb.query(
-        TableName=rt.settings.dynamodb_table,
+    response = await res.dynamodb.query(
+        TableName=res.settings.dynamodb_table,
         KeyConditionExpression="upload_id = :u",
         FilterExpression="#s = :invalid",
         ExpressionAttributeNames={"#s": "status"},
@@ -130,15 +130,15 @@ async def run_demo(database_url: str | None, *, keep: bool) -> list[DemoRow]:
     settings = local.settings.model_copy(update={"receive_wait_seconds": 1})
     try:
         uploaded = await upload_samples(settings, local.bucket)
-        async with Runtime.open(settings) as rt:
-            await Consumer(rt).run(drain=True)  # stage: queues a validation job per upload
+        async with Resources.open(settings) as res:
+            await Consumer(res).run(drain=True)  # stage: queues a validation job per upload
             await Consumer(
-                rt,
+                res,
                 queue_url=settings.validation_queue_url,
                 handler=handle_validation,
                 capacity=settings.validations_in_flight,
             ).run(drain=True)
-            return await summarise(rt, uploaded)
+            return await summarise(res, uploaded)
     finally:
         if not keep:
             stack.down(moto=local.started_moto, postgres=local.started_postgres)

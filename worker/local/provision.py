@@ -12,8 +12,8 @@ import aioboto3
 import asyncpg
 from botocore.exceptions import ClientError
 
-from worker import migrations
-from worker.database import DatabaseCredentials
+from worker.postgres import migrations
+from worker.postgres.database import DatabaseCredentials
 from worker.settings import Settings
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from worker.database import DatabaseCredentials
-from worker.errors import ConfigurationError
+from worker.core.errors import ConfigurationError
+from worker.postgres.database import DatabaseCredentials
 
 
 def free_port() -> int:

@@ -7,9 +7,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker.database import DatabaseCredentials
 from worker.local.provision import StackNames, prepare_database, provision_aws, stack_settings
 from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_url
+from worker.postgres.database import DatabaseCredentials
 from worker.settings import Settings
 
 REGION = "us-east-1"

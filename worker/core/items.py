@@ -1,0 +1,77 @@
+"""Rows → DynamoDB staging items, in DynamoDB's wire format (design §2 "Staging item"). Pure.
+
+Items are built straight into the low-level attribute-value format: it is what BatchWriteItem
+sends, and it skips a second walk through a generic serialiser for every row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from worker.core.rows import ProductRow, RowErrors
+
+STATUS_PENDING = "pending_validation"
+STATUS_PARSE_ERROR = "parse_error"
+
+AttributeValue = dict[str, Any]
+Item = dict[str, AttributeValue]
+
+
+def record_id(row_number: int) -> str:
+    """``REC_00001`` for data row 1; grows past five digits after row 99,999."""
+    return f"REC_{row_number:05d}"
+
+
+def record_key(upload_id: str, row_number: int) -> Item:
+    return {"upload_id": {"S": upload_id}, "record_id": {"S": record_id(row_number)}}
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFactory:
+    """Builds the items of one upload; the attributes every item shares are fixed here."""
+
+    upload_id: str
+    vendor_id: str
+    s3_key: str
+    created_at: str  # ISO-8601 UTC with a trailing Z
+
+    def item(self, row_number: int, row: ProductRow | RowErrors) -> Item:
+        item: Item = {
+            "upload_id": {"S": self.upload_id},
+            "record_id": {"S": record_id(row_number)},
+            "vendor_id": {"S": self.vendor_id},
+            "row_number": {"N": str(row_number)},
+            "s3_key": {"S": self.s3_key},
+            "created_at": {"S": self.created_at},
+        }
+        if isinstance(row, ProductRow):
+            item["status"] = {"S": STATUS_PENDING}
+            item["product_data"] = {"M": product_data(row)}
+        else:
+            item["status"] = {"S": STATUS_PARSE_ERROR}
+            item["raw_data"] = {"M": {name: {"S": cell} for name, cell in row.raw.items()}}
+            item["errors"] = {
+                "L": [
+                    {"M": {"field": {"S": error.field}, "message": {"S": error.message}}}
+                    for error in row.errors
+                ]
+            }
+        return item
+
+
+def product_data(row: ProductRow) -> dict[str, AttributeValue]:
+    """The typed values of a row as DynamoDB attributes; absent cells are left out."""
+    data: dict[str, AttributeValue] = {}
+    for name, value in row.__dict__.items():  # the model's fields, in declaration order
+        if value is None or name == "extra":
+            continue
+        kind = _WIRE_TYPES[type(value)]
+        data[name] = {kind: value if kind == "S" else str(value)}
+    if row.extra:
+        data["extra"] = {"M": {name: {"S": value} for name, value in row.extra.items()}}
+    return data
+
+
+_WIRE_TYPES: dict[type, str] = {str: "S", int: "N", Decimal: "N"}

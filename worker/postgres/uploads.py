@@ -1,0 +1,320 @@
+"""``upload_history`` (and the vendor status a claim reads): every SQL statement on the table,
+one method per transition or question.
+
+Every upload ends in one status of design §2's table. A claim is a lease: the worker that
+claims an upload bumps ``attempts`` and only that attempt's ``finish_*`` calls take effect
+(``attempts`` is the fencing token), so a worker that lost its lease cannot overwrite the
+outcome of the one that took over.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+
+class ClaimState(enum.Enum):
+    CLAIMED = "claimed"  # this worker holds the upload now
+    DUPLICATE = "duplicate"  # already staged/validated with the same ETag
+    BUSY = "busy"  # another worker holds a live lease
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    state: ClaimState
+    attempt: int = 0
+    # Rows that may have items from earlier attempts or versions: surplus above the new count
+    # is removed.
+    previous_rows: int = 0
+    # BUSY: seconds until the other worker's lease runs out.
+    lease_left: float = 0.0
+    # DUPLICATE: the upload's status (staged or validated).
+    status: str = ""
+    # CLAIMED: the vendor's status (None: not registered), and the rows already reserved.
+    vendor_status: str | None = None
+    reserved_rows: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpload:
+    upload_id: str
+    vendor_id: str
+    file_name: str
+    bucket: str
+    key: str
+    etag: str | None
+    size: int | None
+    uploaded_at: datetime | None
+
+    def columns(self) -> tuple[object, ...]:
+        """Parameters $1..$7 of the statements below."""
+        return (
+            self.upload_id,
+            self.vendor_id,
+            self.file_name,
+            self.bucket,
+            self.key,
+            self.etag,
+            self.size,
+        )
+
+
+# One round trip: take the lease, reserve the first rows, and read the vendor's status. The
+# CTE reads the row as it was before this statement, so previous_rows is the earlier value.
+_CLAIM = """
+WITH previous AS (SELECT reserved_rows FROM upload_history WHERE upload_id = $1)
+INSERT INTO upload_history AS h (
+    upload_id, vendor_id, file_name, s3_bucket, s3_key, s3_etag, file_size_bytes, status,
+    attempts, lease_expires_at, upload_timestamp, processing_started_at, updated_at,
+    reserved_rows)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'processing', 1, now() + make_interval(secs => $8), $9,
+        now(), now(), $11)
+ON CONFLICT (upload_id) DO UPDATE SET
+    s3_bucket = EXCLUDED.s3_bucket, s3_key = EXCLUDED.s3_key, s3_etag = EXCLUDED.s3_etag,
+    file_size_bytes = EXCLUDED.file_size_bytes, status = 'processing',
+    attempts = h.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
+    successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
+    error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
+    updated_at = now(), reserved_rows = GREATEST(h.reserved_rows, EXCLUDED.reserved_rows)
+WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
+                  AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
+  AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
+RETURNING h.attempts,
+          COALESCE((SELECT reserved_rows FROM previous), 0) AS previous_rows,
+          (SELECT status FROM vendors WHERE vendor_id = $2) AS vendor_status
+"""
+
+_INSPECT = """
+SELECT status, s3_etag,
+       GREATEST(0, EXTRACT(EPOCH FROM lease_expires_at - now()))::float8 AS lease_left
+FROM upload_history WHERE upload_id = $1
+"""
+
+_RECORD_REJECTED = """
+INSERT INTO upload_history AS h (
+    upload_id, vendor_id, file_name, s3_bucket, s3_key, s3_etag, file_size_bytes, status,
+    attempts, error_message, upload_timestamp, processing_started_at, processing_completed_at,
+    updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', 1, $8, $9, now(), now(), now())
+ON CONFLICT (upload_id) DO UPDATE SET
+    status = 'rejected', attempts = h.attempts + 1, error_message = EXCLUDED.error_message,
+    total_records = 0, successful_records = 0, failed_records = 0, lease_expires_at = NULL,
+    processing_completed_at = now(), updated_at = now()
+WHERE h.status NOT IN ('staged', 'validated')
+  AND (h.status <> 'processing' OR h.lease_expires_at <= now())
+RETURNING h.reserved_rows
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StagedUpload:
+    """What the validation stage needs to know about an upload."""
+
+    upload_id: str
+    vendor_id: str
+    status: str
+    bucket: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRow:
+    """One line of ``vendor-onboarding uploads``."""
+
+    upload_id: str
+    vendor_id: str
+    status: str
+    total: int
+    successful: int
+    failed: int
+    valid: int | None
+    invalid: int | None
+    attempts: int
+    updated_at: datetime
+    error: str | None
+
+
+class UploadHistory:
+    """The ``upload_history`` table; takes a connection, owns no resources."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def claim(
+        self, upload: NewUpload, *, lease_seconds: float, reserve: int, force: bool = False
+    ) -> Claim:
+        """Take the upload's lease and reserve rows up to ``reserve``; ``force`` re-processes
+        even an unchanged staged upload."""
+        for _ in range(3):  # the row may change between the two statements: look again
+            row = await self._conn.fetchrow(
+                _CLAIM,
+                *upload.columns(),
+                float(lease_seconds),
+                upload.uploaded_at,
+                force,
+                reserve,
+            )
+            if row is not None:
+                return Claim(
+                    ClaimState.CLAIMED,
+                    row["attempts"],
+                    row["previous_rows"],
+                    vendor_status=row["vendor_status"],
+                    reserved_rows=max(reserve, row["previous_rows"]),
+                )
+            current = await self._conn.fetchrow(_INSPECT, upload.upload_id)
+            if current is None:
+                continue
+            if (
+                not force
+                and current["status"] in ("staged", "validated")
+                and current["s3_etag"] == upload.etag
+            ):
+                return Claim(ClaimState.DUPLICATE, status=current["status"])
+            if current["status"] == "processing" and current["lease_left"] > 0:
+                return Claim(ClaimState.BUSY, lease_left=current["lease_left"])
+        return Claim(ClaimState.BUSY)
+
+    async def record_rejected(self, upload: NewUpload, message: str) -> int | None:
+        """Record an upload rejected without a claim (a bad key, an object that is gone).
+
+        Returns the rows that may still have items, or None when nothing was recorded: a
+        staged upload stands, and one under a live lease is left to its worker.
+        """
+        reserved: int | None = await self._conn.fetchval(
+            _RECORD_REJECTED,
+            *upload.columns(),
+            message,
+            upload.uploaded_at,
+        )
+        return reserved
+
+    async def clear_reserved(self, upload_id: str) -> None:
+        """The items of a rejected upload are gone."""
+        await self._conn.execute(
+            "UPDATE upload_history SET reserved_rows = 0 WHERE upload_id = $1 AND status = "
+            "'rejected'",
+            upload_id,
+        )
+
+    async def reserve_rows(self, upload_id: str, attempt: int, upto: int) -> bool:
+        """Note, before writing them, that rows up to ``upto`` may have items."""
+        result: str = await self._conn.execute(
+            """UPDATE upload_history SET reserved_rows = GREATEST(reserved_rows, $3)
+               WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            upto,
+        )
+        return result == "UPDATE 1"
+
+    async def finish_staged(
+        self, upload_id: str, attempt: int, *, total: int, successful: int, failed: int
+    ) -> bool:
+        return await self._finish(
+            """UPDATE upload_history SET status = 'staged', total_records = $3,
+                   successful_records = $4, failed_records = $5, error_message = NULL,
+                   reserved_rows = $3""",
+            upload_id,
+            attempt,
+            total,
+            successful,
+            failed,
+        )
+
+    async def finish_rejected(self, upload_id: str, attempt: int, message: str) -> bool:
+        return await self._finish(
+            """UPDATE upload_history SET status = 'rejected', error_message = $3,
+                   total_records = 0, successful_records = 0, failed_records = 0,
+                   reserved_rows = 0""",
+            upload_id,
+            attempt,
+            message,
+        )
+
+    async def finish_failed(
+        self, upload_id: str, attempt: int, message: str, *, rows_read: int
+    ) -> bool:
+        return await self._finish(
+            """UPDATE upload_history SET status = 'failed', error_message = $3,
+                   total_records = $4""",
+            upload_id,
+            attempt,
+            message,
+            rows_read,
+        )
+
+    async def _finish(self, update: str, upload_id: str, attempt: int, *args: object) -> bool:
+        result: str = await self._conn.execute(
+            update
+            + """, lease_expires_at = NULL, processing_completed_at = now(), updated_at = now()
+                 WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            *args,
+        )
+        return result == "UPDATE 1"
+
+    async def renew_lease(self, upload_id: str, attempt: int, lease_seconds: float) -> bool:
+        result: str = await self._conn.execute(
+            """UPDATE upload_history SET lease_expires_at = now() + make_interval(secs => $3),
+                   updated_at = now()
+               WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+            upload_id,
+            attempt,
+            float(lease_seconds),
+        )
+        return result == "UPDATE 1"
+
+    async def get(self, upload_id: str) -> StagedUpload | None:
+        row = await self._conn.fetchrow(
+            "SELECT vendor_id, status, s3_bucket, s3_key FROM upload_history WHERE upload_id = $1",
+            upload_id,
+        )
+        if row is None:
+            return None
+        return StagedUpload(
+            upload_id, row["vendor_id"], row["status"], row["s3_bucket"], row["s3_key"]
+        )
+
+    async def record_validated(self, upload_id: str, *, valid: int, invalid: int) -> bool:
+        """Record the validation counts; True when this is the upload's first validation."""
+        previous: str | None = await self._conn.fetchval(
+            """WITH before AS (SELECT status FROM upload_history WHERE upload_id = $1)
+               UPDATE upload_history SET status = 'validated', valid_records = $2,
+                      invalid_records = $3, processing_completed_at = now(), updated_at = now()
+               WHERE upload_id = $1 AND status IN ('staged', 'validated')
+               RETURNING (SELECT status FROM before)""",
+            upload_id,
+            valid,
+            invalid,
+        )
+        return previous == "staged"
+
+    async def recent(
+        self, *, status: str | None, vendor: str | None, limit: int
+    ) -> list[UploadRow]:
+        records = await self._conn.fetch(
+            """SELECT upload_id, vendor_id, status, total_records, successful_records,
+                      failed_records, valid_records, invalid_records, attempts, updated_at,
+                      error_message
+               FROM upload_history
+               WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR vendor_id = $2)
+               ORDER BY updated_at DESC LIMIT $3""",
+            status,
+            vendor,
+            limit,
+        )
+        return [UploadRow(*record.values()) for record in records]
+
+    async def last_errors(self, upload_ids: list[str]) -> dict[str, str]:
+        """``status: error_message`` of each of these uploads that is recorded."""
+        records = await self._conn.fetch(
+            "SELECT upload_id, status, error_message FROM upload_history "
+            "WHERE upload_id = ANY($1::text[])",
+            upload_ids,
+        )
+        return {r["upload_id"]: f"{r['status']}: {r['error_message'] or ''}" for r in records}

@@ -1,0 +1,83 @@
+"""What to do with one queue message, whatever runtime received it (ECS worker or Lambda).
+
+A handler reads a message body and returns a :class:`Disposition`: delete it (done, or a retry
+cannot help), retry it later, or move it to the DLQ (a poison message).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from worker import logs
+from worker.core.errors import PermanentError, PoisonMessageError, TransientError
+from worker.core.events import parse_message_body
+from worker.ingest.stage import Outcome, process_object
+from worker.resources import Resources
+from worker.validation.jobs import job_upload_id
+from worker.validation.run import validate_upload
+
+log = logging.getLogger(__name__)
+
+
+class Action(enum.Enum):
+    DELETE = "delete"
+    RETRY = "retry"
+    DEAD_LETTER = "dead_letter"
+
+
+@dataclass(frozen=True, slots=True)
+class Disposition:
+    action: Action
+    reason: str = ""
+    # RETRY: not sooner than this many seconds (another worker's lease runs out then).
+    not_before: float = 0.0
+
+
+DELETE = Disposition(Action.DELETE)
+
+Handler = Callable[[Resources, str], Awaitable[Disposition]]
+
+
+async def handle_ingest(res: Resources, body: str) -> Disposition:
+    """An S3 notification: stage every object it names."""
+    try:
+        refs = parse_message_body(body)
+    except PoisonMessageError as exc:
+        return Disposition(Action.DEAD_LETTER, str(exc))
+    if not refs:
+        log.info("test event or no ObjectCreated records; acknowledged")
+        return DELETE
+    results = [await process_object(res, ref) for ref in refs]
+    if all(result.outcome.settled for result in results):
+        return DELETE
+    busy = [r.retry_after or 0.0 for r in results if r.outcome is Outcome.BUSY]
+    return Disposition(Action.RETRY, "not finished", not_before=max(busy, default=0.0))
+
+
+async def handle_validation(res: Resources, body: str) -> Disposition:
+    """A validation job: validate the upload it names."""
+    upload_id = job_upload_id(body)
+    if upload_id is None:
+        return Disposition(Action.DEAD_LETTER, 'not a validation job: expected {"upload_id": ...}')
+    with logs.bind(upload_id=upload_id):
+        try:
+            result = await validate_upload(res, upload_id)
+        except PermanentError as exc:
+            log.warning("validation skipped", extra={"reason": str(exc)})
+            return DELETE
+        except TransientError as exc:
+            log.warning("validation failed; will retry", extra={"error": str(exc)})
+            return Disposition(Action.RETRY, str(exc))
+        log.info(
+            "upload validated",
+            extra={"valid_records": result.valid, "invalid_records": result.invalid},
+        )
+    return DELETE
+
+
+def handler_for(body: str) -> Handler:
+    """Lambda reads both queues: a validation job names an ``upload_id``."""
+    return handle_validation if job_upload_id(body) is not None else handle_ingest

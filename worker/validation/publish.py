@@ -1,0 +1,60 @@
+"""The vendor's report (JSON summary and CSV of broken rules) to S3, and the notice to SNS."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import IO
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from worker.aws.errors import error_code
+from worker.core.errors import TransientError
+from worker.core.report import ReportSummary, report_keys
+from worker.resources import Resources
+
+log = logging.getLogger(__name__)
+
+
+async def put_report(
+    res: Resources, bucket: str, summary: ReportSummary, errors_csv: IO[bytes]
+) -> None:
+    json_key, csv_key = report_keys(summary.vendor_id, summary.upload_id)
+    try:
+        await res.s3.put_object(
+            Bucket=bucket,
+            Key=json_key,
+            Body=json.dumps(summary.document(), indent=2).encode(),
+            ContentType="application/json",
+        )
+        await res.s3.put_object(
+            Bucket=bucket, Key=csv_key, Body=errors_csv.read(), ContentType="text/csv"
+        )
+    except (ClientError, BotoCoreError) as exc:
+        raise TransientError(f"could not write the report: {error_code(exc)}") from exc
+
+
+async def notify(res: Resources, summary: ReportSummary) -> bool:
+    """Publish the vendor notice; False when there is no topic or SNS refused."""
+    topic = res.settings.notice_topic_arn
+    if not topic:
+        return False
+    try:
+        await res.sns.publish(
+            TopicArn=topic,
+            Subject=f"Upload {summary.upload_id}: {summary.valid_records} valid, "
+            f"{summary.invalid_records} invalid"[:100],
+            Message=json.dumps(
+                {
+                    **summary.document(),
+                    "report_key": report_keys(summary.vendor_id, summary.upload_id)[0],
+                }
+            ),
+            MessageAttributes={
+                "vendor_id": {"DataType": "String", "StringValue": summary.vendor_id}
+            },
+        )
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("could not publish the vendor notice", extra={"error": error_code(exc)})
+        return False
+    return True
