@@ -1,6 +1,6 @@
 """The container image without a Docker engine: the Dockerfile passes hadolint, and its entry
 point runs both ways — the ECS worker's command, and the Lambda runtime interface client
-talking to a Resources API on this machine."""
+talking to a Runtime API on this machine."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_the_entry_point_runs_the_worker_cli_by_default() -> None:
 
 @dataclass
 class RuntimeApi:
-    """The part of the Lambda Resources API a function's runtime client talks to."""
+    """The part of the Lambda Runtime API a function's runtime client talks to."""
 
     events: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     responses: dict[str, Any] = field(default_factory=dict)
@@ -103,12 +103,12 @@ async def runtime_api() -> AsyncIterator[tuple[RuntimeApi, str]]:
             body=json.dumps(event).encode(),
             headers={
                 "Content-Type": "application/json",
-                "Lambda-Resources-Aws-Request-Id": request_id,
-                "Lambda-Resources-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
-                "Lambda-Resources-Invoked-Function-Arn": (
+                "Lambda-Runtime-Aws-Request-Id": request_id,
+                "Lambda-Runtime-Deadline-Ms": str(int(time.time() * 1000) + 60_000),
+                "Lambda-Runtime-Invoked-Function-Arn": (
                     "arn:aws:lambda:us-east-1:123456789012:function:vendor-onboarding"
                 ),
-                "Lambda-Resources-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
+                "Lambda-Runtime-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
             },
         )
 

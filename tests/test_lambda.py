@@ -112,7 +112,10 @@ async def test_warm_invocations_reuse_the_runtime_and_pool(
             ]
         },
     )
-    runtime, pool = lambda_app.runtime, lambda_app.runtime and lambda_app.runtime.database._pool
+    resources, pool = (
+        lambda_app.resources,
+        lambda_app.resources and lambda_app.resources.database._pool,
+    )
     connections = await _connections(stack)
     second = await invoke(
         lambda_app,
@@ -125,9 +128,9 @@ async def test_warm_invocations_reuse_the_runtime_and_pool(
 
     assert first == second == {"batchItemFailures": []}
     assert lambda_app.invocations == 2
-    assert lambda_app.runtime is runtime
-    assert lambda_app.runtime is not None
-    assert lambda_app.runtime.database._pool is pool
+    assert lambda_app.resources is resources
+    assert lambda_app.resources is not None
+    assert lambda_app.resources.database._pool is pool
     assert await _connections(stack) == connections
 
 

@@ -57,7 +57,7 @@ class LambdaApp:
         self._settings = settings
         self._loop = asyncio.new_event_loop()
         self._stack = AsyncExitStack()
-        self.runtime: Resources | None = None
+        self.resources: Resources | None = None
         self.invocations = 0
 
     def __call__(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -69,10 +69,10 @@ class LambdaApp:
         self._loop.close()
 
     async def _open(self) -> Resources:
-        if self.runtime is None:
+        if self.resources is None:
             settings = self._settings or Settings()
-            self.runtime = await self._stack.enter_async_context(Resources.open(settings))
-        return self.runtime
+            self.resources = await self._stack.enter_async_context(Resources.open(settings))
+        return self.resources
 
     async def _handle(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         self.invocations += 1
