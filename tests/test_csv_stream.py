@@ -81,8 +81,18 @@ async def test_bad_rows_are_kept_with_their_errors() -> None:
         ((HEADER + "P-1,A,C,S,1,1,ok\nP-2,Caf\xe9,C,S,1,1,\n").encode("latin-1"), "line 3"),
         (b"\xff\xfe" + HEADER.encode("utf-16-le"), "line 1: the file is not valid UTF-8"),
         (
-            (HEADER + 'P-1,A,C,S,1,1,"never closed\n' + "x" * 200_000).encode(),
-            "line 2: the file is not valid CSV (field larger than field limit",
+            (HEADER + 'P-1,A,C,S,1,1,"never closed\nP-2,B,C,S,1,1,ok\n').encode(),
+            "line 2: a quoted cell opened on this line is never closed",
+        ),
+        (
+            (HEADER + 'P-1,A,C,S,1,1,ok\nP-2,B,C,S,1,1,"never closed\n' + "x" * 1_100_000).encode(),
+            "line 3: a cell is longer than 1,048,576 characters (is a quote left open?)",
+        ),
+        (
+            (
+                HEADER + 'P-1,A,C,S,1,1,ok\nP-2,B,C,S,1,1,"closed"then text\nP-3,C,C,S,1,1,\n'
+            ).encode(),
+            "line 3: the file is not valid CSV",
         ),
     ],
 )
@@ -101,3 +111,31 @@ async def test_a_bad_byte_far_into_the_file_names_its_line() -> None:
 
     with pytest.raises(PermanentError, match="line 5001: the file is not valid UTF-8"):
         await parse(data, chunk=4096)
+
+
+async def test_a_quote_left_open_in_row_2_of_3_rejects_the_file_naming_its_line() -> None:
+    data = HEADER + 'P-1,A,C,S-1,1,1,ok\nP-2,"B,C,S-2,1,1,\nP-3,C,C,S-3,1,1,\n'
+
+    with pytest.raises(PermanentError) as caught:
+        await parse(data.encode())
+
+    assert str(caught.value) == "line 3: a quoted cell opened on this line is never closed"
+
+
+async def test_an_error_after_a_multi_line_cell_names_the_line_it_is_on() -> None:
+    data = HEADER + 'P-1,A,C,S-1,1,1,"two\nlines"\nP-2,B,C,S-2,1,1,"x"y\n'
+
+    with pytest.raises(PermanentError, match=r"^line 4: the file is not valid CSV"):
+        await parse(data.encode())
+
+
+async def test_a_cell_longer_than_the_parsers_default_limit_is_a_row_error() -> None:
+    data = HEADER + "P-1,A,C,S-1,1,1," + "d" * 200_000 + "\nP-2,B,C,S-2,1,1,short\n"
+
+    rows = await parse(data.encode(), chunk=65_536)
+
+    first, second = rows[0][1], rows[1][1]
+    assert isinstance(first, RowErrors)
+    assert [e.field for e in first.errors] == ["description"]
+    assert "200,000 characters long" in first.errors[0].message
+    assert isinstance(second, ProductRow)

@@ -3,7 +3,8 @@ from decimal import Decimal
 import pytest
 
 from worker.core.errors import PermanentError
-from worker.core.rows import COLUMNS, Header, ProductRow, RowErrors
+from worker.core.limits import MAX_ERRORS_PER_ROW, MAX_ROW_BYTES, PREVIEW_BYTES, PREVIEW_CELL_CHARS
+from worker.core.rows import COLUMNS, REQUIRED, FieldError, Header, ProductRow, RowErrors
 
 HEADER = Header.parse(
     ["vendor_product_id", "product_name", "category", "sku", "price", "stock_quantity"]
@@ -121,9 +122,57 @@ def test_a_bad_header_rejects_the_upload_naming_the_problem(
     assert str(caught.value).startswith("line 1:")
 
 
-def test_a_row_too_large_for_a_staging_item_is_a_parse_error_with_a_preview() -> None:
+def test_a_cell_over_the_length_limit_is_an_error_of_that_field_with_a_preview() -> None:
     typed = HEADER.type_row(row(product_name="€" * 100_001))
 
     assert isinstance(typed, RowErrors)
-    assert typed.errors[0].message == "row is larger than 300000 bytes"
-    assert typed.raw["product_name"] == "€" * 1_000
+    assert [(e.field, e.message) for e in typed.errors] == [
+        ("product_name", "is 100,001 characters long; a cell may hold at most 65,536")
+    ]
+    assert typed.raw["product_name"] == "€" * (PREVIEW_CELL_CHARS - 1) + "…"
+    assert typed.raw["sku"] == "SKU-1"
+
+
+def test_a_row_too_large_for_a_staging_item_is_a_row_error_with_a_bounded_preview() -> None:
+    header = Header.parse([*COLUMNS, *(f"extra_{n}" for n in range(600))])
+    cells = ["P-1", "Cup", "K", "", "", "S-1", "", "1.00", "", "3", "", "", "", ""]
+    typed = header.type_row([*cells, *("x" * 2_000 for _ in range(600))])
+
+    assert isinstance(typed, RowErrors)
+    assert [e.field for e in typed.errors] == ["row"]
+    assert typed.errors[0].message.startswith("the row takes 1,2")
+    assert f"at most {MAX_ROW_BYTES:,}" in typed.errors[0].message
+    kept = sum(len(k.encode()) + len(v.encode()) for k, v in typed.raw.items())
+    assert kept <= PREVIEW_BYTES + 1_000
+    assert typed.raw["vendor_product_id"] == "P-1"
+    assert typed.raw["…"].endswith("more cell(s) not kept")
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x7f"])
+def test_a_control_character_is_an_error_of_its_field(character: str) -> None:
+    typed = HEADER.type_row(row(product_name=f"Cup{character}Large"))
+
+    assert isinstance(typed, RowErrors)
+    assert [e.field for e in typed.errors] == ["product_name"]
+    assert f"U+{ord(character):04X}) at position 4" in typed.errors[0].message
+
+
+def test_tabs_and_quoted_line_breaks_are_text() -> None:
+    typed = HEADER.type_row(row(product_name="Cup\tLarge\r\nsecond line"))
+
+    assert isinstance(typed, ProductRow)
+
+
+def test_errors_of_one_row_are_capped() -> None:
+    header = Header.parse([*COLUMNS, *(f"extra_{n}" for n in range(40))])
+    cells = ["P-1", "Cup", "K", "", "", "S-1", "", "1.00", "", "3", "", "", "", ""]
+    typed = header.type_row([*cells, *("\x00" for _ in range(40))])
+
+    assert isinstance(typed, RowErrors)
+    assert len(typed.errors) == MAX_ERRORS_PER_ROW
+    assert typed.errors[-1] == FieldError("row", "and 21 more error(s)")
+
+
+def test_a_column_name_over_the_limit_rejects_the_file() -> None:
+    with pytest.raises(PermanentError, match="line 1: column 7 needs a name of at most 255"):
+        Header.parse([*REQUIRED, "n" * 256])

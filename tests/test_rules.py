@@ -132,3 +132,16 @@ def test_each_failure_names_the_field_the_value_and_the_rule() -> None:
         ("stock_quantity", "-2", "must be a whole number, 0 or more"),
         ("image_url", "ftp://x", "must be an https:// URL"),
     ]
+
+
+@pytest.mark.parametrize("url", ["https://[x", "https://[::1", "https://]", "https://"])
+def test_a_url_the_parser_cannot_read_is_a_broken_rule_not_an_exception(url: str) -> None:
+    assert broken(image_url=url) == [("image_url", url, "must be an https:// URL")]
+
+
+def test_a_quoted_value_is_a_bounded_preview() -> None:
+    (violation,) = check_row({**GOOD, "sku": "s" * 5_000})
+
+    assert violation.field == "sku"
+    assert len(violation.value) == 200
+    assert violation.value.endswith("…")

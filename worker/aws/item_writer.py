@@ -8,6 +8,8 @@ jitter) on ``UnprocessedItems``, throttling and network errors.
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodb.type_defs import WriteRequestUnionTypeDef
 
+log = logging.getLogger(__name__)
+
 BATCH_SIZE = 25  # BatchWriteItem's limit
 
 
@@ -36,11 +40,32 @@ class _Unfinished(Exception):
     """Some requests of a batch are still to be written: try them again after a pause."""
 
 
+class _Refused(Exception):
+    """DynamoDB refused these requests as they are (ValidationException): no retry helps."""
+
+    def __init__(self, requests: list[dict[str, Any]], reason: str) -> None:
+        super().__init__(reason)
+        self.requests = requests
+        self.reason = reason
+
+
+# What to store instead of an item DynamoDB refuses (None: fail the batch).
+OnRefused = Callable[[Item, str], Item | None]
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Message", "")) or error_code(exc)
+    return str(exc)
+
+
 class ItemWriter:
     """Writes put and delete requests to one table, ``BATCH_SIZE`` per call, several at once.
 
     Use as an async context manager; leaving the block waits for every batch. The first batch
-    that fails for good cancels the others and surfaces as a :class:`TransientError`.
+    that fails for good cancels the others and surfaces as a :class:`TransientError`. A batch
+    DynamoDB refuses as it is (ValidationException) is split to find the item at fault, which
+    is replaced by what ``on_refused`` makes of it.
     """
 
     def __init__(
@@ -52,8 +77,10 @@ class ItemWriter:
         max_attempts: int,
         base_delay: float = 0.05,
         max_delay: float = 5.0,
+        on_refused: OnRefused | None = None,
     ) -> None:
         self._client = client
+        self._on_refused = on_refused
         self._table = table
         self._slots = asyncio.BoundedSemaphore(batches_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,12 +96,15 @@ class ItemWriter:
         )
 
     @classmethod
-    def from_settings(cls, client: DynamoDBClient, settings: Settings) -> Self:
+    def from_settings(
+        cls, client: DynamoDBClient, settings: Settings, *, on_refused: OnRefused | None = None
+    ) -> Self:
         return cls(
             client,
             settings.dynamodb_table,
             batches_in_flight=settings.batches_in_flight,
             max_attempts=settings.staging_max_attempts,
+            on_refused=on_refused,
         )
 
     async def __aenter__(self) -> Self:
@@ -138,6 +168,40 @@ class ItemWriter:
             ) from failure
 
     async def _write_batch(self, batch: list[dict[str, Any]]) -> None:
+        try:
+            await self._send(batch)
+        except _Refused as refused:
+            await self._isolate(refused.requests, refused.reason)
+
+    async def _isolate(self, requests: list[dict[str, Any]], reason: str) -> None:
+        """DynamoDB refused a batch whole (ValidationException: an item too large, say): split
+        it until the request it refuses is alone, then store the replacement ``on_refused``
+        makes for it (a row error). Without one, or if that is refused too, the batch fails."""
+        if len(requests) > 1:
+            half = len(requests) // 2
+            for part in (requests[:half], requests[half:]):
+                try:
+                    await self._send(part)
+                except _Refused as refused:
+                    await self._isolate(refused.requests, refused.reason)
+            return
+        item = requests[0].get("PutRequest", {}).get("Item")
+        replacement = self._on_refused(item, reason) if item and self._on_refused else None
+        if replacement is None:
+            raise TransientError(f"DynamoDB {self._table}: ValidationException: {reason}")
+        log.warning(
+            "DynamoDB refused an item; it is stored as a row error",
+            extra={"record_id": item.get("record_id", {}).get("S"), "reason": reason},
+        )
+        try:
+            await self._send([{"PutRequest": {"Item": replacement}}])
+        except _Refused as refused:
+            raise TransientError(
+                f"DynamoDB {self._table}: ValidationException: {refused.reason}"
+            ) from None
+
+    async def _send(self, batch: list[dict[str, Any]]) -> None:
+        """One batch, with its unprocessed requests re-sent after a pause."""
         requests = batch
         # A copy per batch: a retrying object keeps its state on itself, and batches run at once.
         async for attempt in self._retrying.copy():
@@ -147,6 +211,8 @@ class ItemWriter:
                         RequestItems={self._table: cast("list[WriteRequestUnionTypeDef]", requests)}
                     )
                 except (ClientError, HTTPClientError, BotocoreConnectionError) as exc:
+                    if error_code(exc) == "ValidationException":
+                        raise _Refused(requests, _message(exc)) from exc
                     if not is_retryable(exc):
                         raise TransientError(
                             f"DynamoDB {self._table}: {error_code(exc)}: {exc}"

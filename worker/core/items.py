@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from worker.core.limits import VALUE_PREVIEW_CHARS, preview, preview_cells
 from worker.core.rows import ProductRow, RowErrors
 
 STATUS_PENDING = "pending_validation"
@@ -52,13 +53,36 @@ class ItemFactory:
         else:
             item["status"] = {"S": STATUS_PARSE_ERROR}
             item["raw_data"] = {"M": {name: {"S": cell} for name, cell in row.raw.items()}}
-            item["errors"] = {
-                "L": [
-                    {"M": {"field": {"S": error.field}, "message": {"S": error.message}}}
-                    for error in row.errors
-                ]
-            }
+            item["errors"] = {"L": [_error(error.field, error.message) for error in row.errors]}
         return item
+
+
+# The attributes a replacement keeps from the item it replaces.
+_KEPT = ("upload_id", "record_id", "vendor_id", "row_number", "s3_key", "created_at")
+
+
+def refused_item(item: Item, reason: str) -> Item:
+    """What is stored instead of an item DynamoDB refused: its row as a row error, the cells a
+    bounded preview."""
+    data = item.get("product_data") or item.get("raw_data") or {"M": {}}
+    cells: list[tuple[str, str]] = []
+    for name, value in data["M"].items():
+        if "M" in value:  # the extra columns
+            cells.extend((extra, str(cell.get("S", ""))) for extra, cell in value["M"].items())
+        else:
+            cells.append((name, str(value.get("S", value.get("N", "")))))
+    kept = {name: item[name] for name in _KEPT if name in item}
+    message = f"the row could not be stored: {preview(reason, VALUE_PREVIEW_CHARS)}"
+    return {
+        **kept,
+        "status": {"S": STATUS_PARSE_ERROR},
+        "raw_data": {"M": {n: {"S": v} for n, v in preview_cells(cells, len(cells)).items()}},
+        "errors": {"L": [_error("row", message)]},
+    }
+
+
+def _error(field: str, message: str) -> AttributeValue:
+    return {"M": {"field": {"S": field}, "message": {"S": message}}}
 
 
 def product_data(row: ProductRow) -> dict[str, AttributeValue]:

@@ -13,12 +13,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.core.limits import VALUE_PREVIEW_CHARS, preview
 from worker.core.rules import Violation
 
 CSV_COLUMNS = ("row_number", "record_id", "vendor_product_id", "field", "value", "rule")
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 SAMPLE_ERRORS = 20
+# Every cell of the CSV report is a bounded preview.
+REPORT_CELL_CHARS = VALUE_PREVIEW_CHARS
 
 
 def report_keys(vendor_id: str, upload_id: str) -> tuple[str, str]:
@@ -46,7 +49,9 @@ def csv_lines(
 
 def _line(cells: Iterable[str]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow([safe_cell(cell) for cell in cells])
+    csv.writer(buffer, lineterminator="\r\n").writerow(
+        [safe_cell(preview(cell, REPORT_CELL_CHARS)) for cell in cells]
+    )
     return buffer.getvalue()
 
 

@@ -14,6 +14,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.core.limits import VALUE_PREVIEW_CHARS, preview
+
 SKU_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DIMENSIONS_PATTERN = re.compile(
     r"(\d+(?:\.\d+)?)\s*[xX]\s*(\d+(?:\.\d+)?)\s*[xX]\s*(\d+(?:\.\d+)?)"
@@ -36,12 +38,17 @@ def _shown(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def quoted(value: Any) -> str:
+    """A value as a violation quotes it: a bounded preview."""
+    return preview(_shown(value), VALUE_PREVIEW_CHARS)
+
+
 def check_row(data: Mapping[str, Any]) -> list[Violation]:
     """The rules that need one row only."""
     found: list[Violation] = []
 
     def broken(name: str, rule: str) -> None:
-        found.append(Violation(name, _shown(data.get(name)), rule))
+        found.append(Violation(name, quoted(data.get(name)), rule))
 
     price = _decimal(data.get("price"))
     if price is None or price <= 0:
@@ -65,10 +72,8 @@ def check_row(data: Mapping[str, Any]) -> list[Violation]:
     category = _shown(data.get("category")).strip()
     if not category or len(category) > MAX_CATEGORY_LENGTH:
         broken("category", f"must be 1-{MAX_CATEGORY_LENGTH} characters")
-    if data.get("image_url") is not None:
-        url = urlsplit(_shown(data.get("image_url")))
-        if url.scheme != "https" or not url.netloc:
-            broken("image_url", "must be an https:// URL")
+    if data.get("image_url") is not None and not _is_https_url(_shown(data.get("image_url"))):
+        broken("image_url", "must be an https:// URL")
     if data.get("weight_kg") is not None:
         weight = _decimal(data.get("weight_kg"))
         if weight is None or weight < 0:
@@ -78,6 +83,14 @@ def check_row(data: Mapping[str, Any]) -> list[Violation]:
         if match is None or any(Decimal(side) <= 0 for side in match.groups()):
             broken("dimensions_cm", "must be LxWxH with three positive numbers, e.g. 30x20x10")
     return found
+
+
+def _is_https_url(text: str) -> bool:
+    try:
+        url = urlsplit(text)
+        return url.scheme == "https" and bool(url.hostname)
+    except ValueError:  # e.g. "https://[x": a broken rule, never an exception
+        return False
 
 
 def _decimal(value: Any) -> Decimal | None:
@@ -104,5 +117,7 @@ class UploadRules:
             value = _shown(data.get(name))
             first = seen.setdefault(value, row_number)
             if value and first != row_number:
-                found.append(Violation(name, value, f"must be unique in the file (row {first})"))
+                found.append(
+                    Violation(name, quoted(value), f"must be unique in the file (row {first})")
+                )
         return found

@@ -1,8 +1,9 @@
 """An S3 object body → typed rows, streamed: memory does not grow with the file.
 
 Bytes are decoded incrementally (UTF-8, an optional BOM), fed to aiocsv's C parser, and each
-row is typed against the header. A byte that is not UTF-8, a NUL or an unterminated quote rejects
-the whole upload with the line it is on.
+row is typed against the header. Quoting is strict (RFC 4180): a byte that is not UTF-8, a
+quote left open or text after a closing quote rejects the whole upload, naming the line; a
+problem inside one row (a long cell, a control character) is that row's error.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Protocol
 from aiocsv import AsyncReader
 
 from worker.core.errors import PermanentError
+from worker.core.limits import MAX_FIELD_CHARS
 from worker.core.rows import Header, ProductRow, RowErrors
 
 
@@ -59,25 +61,43 @@ async def typed_rows(
     """Yield ``(row_number, typed row or its errors)`` for every data row of a CSV body.
 
     Raises :class:`PermanentError` for an empty file, a bad header, a file with no data rows,
-    undecodable bytes or broken CSV quoting.
+    undecodable bytes or broken CSV quoting, naming the line.
     """
-    reader = AsyncReader(DecodedText(body, chunk_bytes))
+    # aiocsv reads the limit when a reader is made; the default (131,072) would reject a whole
+    # file for one long cell, which is a row error up to MAX_FIELD_CHARS.
+    csv.field_size_limit(MAX_FIELD_CHARS)
+    reader = AsyncReader(DecodedText(body, chunk_bytes), strict=True)
     rows = aiter(reader)
+    record_line = 1  # the line the record being read starts on
     try:
         header = await _first_row(rows)
         if header is None:
             raise PermanentError("the file is empty")
         columns = Header.parse(header)
         row_number = 0
+        record_line = reader.line_num + 1
         async for cells in rows:
-            if not cells or (len(cells) == 1 and not cells[0].strip()):
-                continue  # a blank line is not a row
-            row_number += 1
-            yield row_number, columns.type_row(cells)
+            if cells and (len(cells) > 1 or cells[0].strip()):  # a blank line is not a row
+                row_number += 1
+                yield row_number, columns.type_row(cells)
+            record_line = reader.line_num + 1
     except csv.Error as exc:
-        raise PermanentError(f"line {reader.line_num}: the file is not valid CSV ({exc})") from None
+        raise PermanentError(_csv_problem(exc, record_line, reader.line_num)) from None
     if row_number == 0:
         raise PermanentError("the file has a header but no data rows")
+
+
+def _csv_problem(exc: csv.Error, record_line: int, lines_read: int) -> str:
+    text = str(exc)
+    if "unexpected end of data" in text:
+        return f"line {record_line}: a quoted cell opened on this line is never closed"
+    if "field larger than field limit" in text:
+        return (
+            f"line {record_line}: a cell is longer than {MAX_FIELD_CHARS:,} characters "
+            "(is a quote left open?)"
+        )
+    # Raised inside a line: the lines read so far end before it.
+    return f"line {lines_read + 1}: the file is not valid CSV ({text})"
 
 
 async def _first_row(rows: AsyncIterator[list[str]]) -> list[str] | None:

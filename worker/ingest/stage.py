@@ -19,7 +19,7 @@ from worker.aws.item_writer import ItemWriter
 from worker.aws.s3 import S3Body, open_object
 from worker.core.errors import LeaseLostError, PermanentError, TransientError, UploadKeyError
 from worker.core.events import ObjectRef
-from worker.core.items import ItemFactory, record_key
+from worker.core.items import STATUS_PENDING, Item, ItemFactory, record_key, refused_item
 from worker.core.keys import UploadKey, folder_vendor, parse_upload_key, rejected_upload_id
 from worker.core.rows import ProductRow
 from worker.ingest.csv_stream import typed_rows
@@ -248,7 +248,16 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease)
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
     reserved = claim.reserved_rows
-    async with ItemWriter.from_settings(res.item_writes, res.settings) as writer:
+
+    def stored_as_row_error(item: Item, reason: str) -> Item:
+        if item["status"]["S"] == STATUS_PENDING:
+            counts.successful -= 1
+            counts.failed += 1
+        return refused_item(item, reason)
+
+    async with ItemWriter.from_settings(
+        res.item_writes, res.settings, on_refused=stored_as_row_error
+    ) as writer:
         async for row_number, row in typed_rows(body, res.settings.s3_read_chunk_bytes):
             if row_number > reserved:
                 reserved = row_number + RESERVE_ROWS - 1

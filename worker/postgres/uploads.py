@@ -15,6 +15,8 @@ from datetime import datetime
 
 import asyncpg
 
+from worker.core.limits import MAX_ERROR_MESSAGE_CHARS, preview
+
 
 class ClaimState(enum.Enum):
     CLAIMED = "claimed"  # this worker holds the upload now
@@ -187,7 +189,7 @@ class UploadHistory:
         reserved: int | None = await self._conn.fetchval(
             _RECORD_REJECTED,
             *upload.columns(),
-            message,
+            preview(message, MAX_ERROR_MESSAGE_CHARS),
             upload.uploaded_at,
         )
         return reserved
@@ -232,7 +234,7 @@ class UploadHistory:
                    reserved_rows = 0""",
             upload_id,
             attempt,
-            message,
+            preview(message, MAX_ERROR_MESSAGE_CHARS),
         )
 
     async def finish_failed(
@@ -243,7 +245,7 @@ class UploadHistory:
                    total_records = $4""",
             upload_id,
             attempt,
-            message,
+            preview(message, MAX_ERROR_MESSAGE_CHARS),
             rows_read,
         )
 

@@ -7,6 +7,7 @@ deduplicate (a worker that dies between sending and recording can send a row twi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +21,7 @@ from tenacity import (
 
 from worker.aws.errors import error_code
 from worker.core.errors import TransientError
+from worker.core.limits import PREVIEW_CELL_CHARS, SQS_MESSAGE_BYTES, preview
 from worker.validation.judge import Verdict
 
 if TYPE_CHECKING:
@@ -27,26 +29,71 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
 MAX_BATCH = 10
+# A body, leaving room for its attributes within one SQS message.
+MAX_BODY_BYTES = SQS_MESSAGE_BYTES - 4_096
 
 
 def error_message(upload_id: str, vendor_id: str, s3_key: str, verdict: Verdict) -> dict[str, Any]:
-    """The SendMessageBatch entry (without its ``Id``) for one invalid row."""
-    body = {
+    """The SendMessageBatch entry (without its ``Id``) for one invalid row; its body fits in
+    one SQS message whatever the row holds (the row's data is then a preview)."""
+    data = _plain(verdict.data)
+    body: dict[str, Any] = {
         "upload_id": upload_id,
         "record_id": verdict.record_id,
         "row_number": verdict.row_number,
         "vendor_id": vendor_id,
         "s3_key": s3_key,
         "errors": [v.as_dict() for v in verdict.violations],
-        "data": {k: str(v) if isinstance(v, Decimal) else v for k, v in verdict.data.items()},
+        "data": data,
     }
+    text = json.dumps(body, default=str)
+    if len(text.encode()) > MAX_BODY_BYTES:
+        data = {
+            k: preview(v if isinstance(v, str) else json.dumps(v, default=str), PREVIEW_CELL_CHARS)
+            for k, v in data.items()
+        }
+        body["data"] = data
+        body["data_truncated"] = True
+        text = json.dumps(body, default=str)
+        while len(text.encode()) > MAX_BODY_BYTES and data:
+            data.popitem()
+            text = json.dumps(body, default=str)
     return {
-        "MessageBody": json.dumps(body, default=str),
+        "MessageBody": text,
         "MessageAttributes": {
             "upload_id": {"DataType": "String", "StringValue": upload_id},
             "record_id": {"DataType": "String", "StringValue": verdict.record_id},
         },
     }
+
+
+def _plain(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
+
+
+def entry_bytes(entry: dict[str, Any]) -> int:
+    """An entry's size as SQS counts it: the body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(attribute.get("StringValue", "").encode())
+    return size
+
+
+def batches(messages: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The messages in SendMessageBatch calls: at most ``MAX_BATCH`` entries and
+    ``SQS_MESSAGE_BYTES`` in all per call."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for message in messages:
+        length = entry_bytes(message)
+        if batch and (len(batch) == MAX_BATCH or size + length > SQS_MESSAGE_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += length
+    if batch:
+        yield batch
 
 
 class _Unsent(Exception):
@@ -56,7 +103,7 @@ class _Unsent(Exception):
 async def send_errors(
     sqs: SQSClient, queue_url: str, messages: list[dict[str, Any]], *, max_attempts: int
 ) -> None:
-    """Send ``MAX_BATCH`` at a time, re-sending only the entries that failed; what is still
+    """Send them in :func:`batches`, re-sending only the entries that failed; what is still
     unsent after ``max_attempts`` is a :class:`TransientError`."""
 
     async def send(pending: dict[str, dict[str, Any]]) -> None:
@@ -72,8 +119,8 @@ async def send_errors(
         if pending:
             raise _Unsent(f"{len(pending)} error message(s) not sent")
 
-    for start in range(0, len(messages), MAX_BATCH):
-        pending = {str(i): m for i, m in enumerate(messages[start : start + MAX_BATCH])}
+    for batch in batches(messages):
+        pending = {str(i): m for i, m in enumerate(batch)}
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type((_Unsent, ClientError, BotoCoreError)),

@@ -11,7 +11,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from worker.core.items import STATUS_PARSE_ERROR, Item
 from worker.core.rows import COLUMNS
-from worker.core.rules import UploadRules, Violation
+from worker.core.rules import UploadRules, Violation, quoted
 
 STATUS_VALIDATED = "validated"
 STATUS_INVALID = "invalid"
@@ -44,7 +44,7 @@ def judge(rules: UploadRules, item: Item) -> Verdict:
         violations = [
             Violation(
                 str(e.get("field", "")),
-                str(raw.get(e.get("field"), "")),
+                quoted(raw.get(e.get("field"))),
                 str(e.get("message", "")),
             )
             for e in errors

@@ -10,6 +10,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.errors import error_code
 from worker.core.errors import TransientError
+from worker.core.limits import SNS_MESSAGE_BYTES
 from worker.core.report import ReportSummary, report_keys
 from worker.resources import Resources
 
@@ -34,6 +35,21 @@ async def put_report(
         raise TransientError(f"could not write the report: {error_code(exc)}") from exc
 
 
+def notice_text(summary: ReportSummary) -> str:
+    """The notice: the report's summary and where the report is; the sample errors are left
+    out (the report has them) when they would not fit in one SNS message."""
+    document = {
+        **summary.document(),
+        "report_key": report_keys(summary.vendor_id, summary.upload_id)[0],
+    }
+    text = json.dumps(document)
+    if len(text.encode()) > SNS_MESSAGE_BYTES:
+        document["sample_errors"] = []
+        document["sample_errors_omitted"] = True
+        text = json.dumps(document)
+    return text
+
+
 async def notify(res: Resources, summary: ReportSummary) -> bool:
     """Publish the vendor notice; False when there is no topic or SNS refused."""
     topic = res.settings.notice_topic_arn
@@ -44,12 +60,7 @@ async def notify(res: Resources, summary: ReportSummary) -> bool:
             TopicArn=topic,
             Subject=f"Upload {summary.upload_id}: {summary.valid_records} valid, "
             f"{summary.invalid_records} invalid"[:100],
-            Message=json.dumps(
-                {
-                    **summary.document(),
-                    "report_key": report_keys(summary.vendor_id, summary.upload_id)[0],
-                }
-            ),
+            Message=notice_text(summary),
             MessageAttributes={
                 "vendor_id": {"DataType": "String", "StringValue": summary.vendor_id}
             },
