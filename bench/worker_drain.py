@@ -18,7 +18,7 @@ import sys
 import time
 
 from bench.measure import Window, cpu_seconds
-from worker import cli
+from worker.runtimes import cli
 
 
 class _Milestones(logging.Handler):
