@@ -1,13 +1,23 @@
-"""A small HTTP proxy in front of the moto server that answers a share of DynamoDB
-BatchWriteItem calls with throttling errors or ``UnprocessedItems``, as DynamoDB does under
-load. Everything else is forwarded unchanged."""
+"""A small HTTP proxy in front of the moto server that answers DynamoDB BatchWriteItem calls
+with throttling errors or ``UnprocessedItems``, as DynamoDB does under load: a share of the
+calls, or every write over a per-partition limit. Everything else is forwarded unchanged.
+
+The partition limit is a token bucket per key value, for the table (``upload_id``) and for each
+GSI (``VendorIndex``: ``vendor_id``; ``StatusIndex``: ``upload_id``), refilled at
+``wcu_per_second`` with one second of burst; a write costs one unit per KB. A write whose
+buckets are short comes back in ``UnprocessedItems``; a call none of whose writes fit is a
+``ProvisionedThroughputExceededException``, as DynamoDB answers."""
 
 from __future__ import annotations
 
 import json
+import math
+import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -25,10 +35,44 @@ class FaultPlan:
     unprocessed_every: int = 0
     throttle_all: bool = False
     throttle_matching: str | None = None  # throttle the calls whose body contains this text
+    wcu_per_second: float = 0.0  # a per-partition limit (0: none)
     calls: int = 0
     throttled: int = 0
     partial: int = 0
     items_forwarded: list[str] = field(default_factory=list)
+    # Every PutRequest received, by upload and record id: above 1, an item sent again.
+    items_received: Counter[str] = field(default_factory=Counter)
+    # time.monotonic() of the first and the last write passed on to DynamoDB.
+    first_write_at: float = 0.0
+    last_write_at: float = 0.0
+    _buckets: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+
+    def admit(self, request: dict[str, Any]) -> bool:
+        """Take the write's units from its partitions' buckets, if they all have them."""
+        put = request.get("PutRequest")
+        item = put["Item"] if isinstance(put, dict) else request["DeleteRequest"]["Key"]
+        cost = max(1, math.ceil(len(json.dumps(item)) / 1024))
+        keys = [("table", item["upload_id"]["S"]), ("StatusIndex", item["upload_id"]["S"])]
+        if "vendor_id" in item:
+            keys.append(("VendorIndex", item["vendor_id"]["S"]))
+        now = time.monotonic()
+        rate = self.wcu_per_second
+        levels = {}
+        for key in keys:
+            tokens, at = self._buckets.get(key, (rate, now))
+            levels[key] = min(rate, tokens + (now - at) * rate)
+        if any(level < cost for level in levels.values()):
+            for key, level in levels.items():
+                self._buckets[key] = (level, now)
+            return False
+        for key, level in levels.items():
+            self._buckets[key] = (level - cost, now)
+        return True
+
+    @property
+    def sent_again(self) -> int:
+        """Items received more than once (each extra time counts)."""
+        return sum(count - 1 for count in self.items_received.values())
 
 
 @asynccontextmanager
@@ -56,30 +100,47 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
                 or (plan.throttle_matching and plan.throttle_matching.encode() in body)
             ):
                 plan.throttled += 1
-                return web.json_response(
-                    {
-                        "__type": "com.amazonaws.dynamodb.v20120810#"
-                        "ProvisionedThroughputExceededException",
-                        "message": "The level of configured provisioned throughput was exceeded",
-                    },
-                    status=400,
-                    content_type="application/x-amz-json-1.0",
-                )
+                return _throttled()
             document = json.loads(body)
-            if plan.unprocessed_every and plan.calls % plan.unprocessed_every == 0:
-                ((table, requests),) = document["RequestItems"].items()
-                if len(requests) > 1:
+            ((table, requests),) = document["RequestItems"].items()
+            for write in requests:
+                put = write.get("PutRequest")
+                if isinstance(put, dict):
+                    item = put["Item"]
+                    plan.items_received[f"{item['upload_id']['S']}/{item['record_id']['S']}"] += 1
+            if plan.wcu_per_second:
+                admitted = [write for write in requests if plan.admit(write)]
+                refused = [write for write in requests if write not in admitted]
+                if not admitted:
+                    plan.throttled += 1
+                    return _throttled()
+                if refused:
                     plan.partial += 1
-                    half = len(requests) // 2
-                    document["RequestItems"][table] = requests[:half]
+                    document["RequestItems"][table] = admitted
                     response = await forward(request, json.dumps(document).encode())
                     if response.status != 200:
                         return response
-                    _record(plan, requests[:half])
+                    _record(plan, admitted)
                     return web.json_response(
-                        {"UnprocessedItems": {table: requests[half:]}},
+                        {"UnprocessedItems": {table: refused}},
                         content_type="application/x-amz-json-1.0",
                     )
+            if (
+                plan.unprocessed_every
+                and plan.calls % plan.unprocessed_every == 0
+                and len(requests) > 1
+            ):
+                plan.partial += 1
+                half = len(requests) // 2
+                document["RequestItems"][table] = requests[:half]
+                response = await forward(request, json.dumps(document).encode())
+                if response.status != 200:
+                    return response
+                _record(plan, requests[:half])
+                return web.json_response(
+                    {"UnprocessedItems": {table: requests[half:]}},
+                    content_type="application/x-amz-json-1.0",
+                )
             response = await forward(request, body)
             if response.status == 200:
                 for requests in document["RequestItems"].values():
@@ -99,7 +160,21 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
             await runner.cleanup()
 
 
-def _record(plan: FaultPlan, requests: list[dict[str, object]]) -> None:
+def _throttled() -> web.Response:
+    return web.json_response(
+        {
+            "__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
+            "message": "The level of configured provisioned throughput was exceeded",
+        },
+        status=400,
+        content_type="application/x-amz-json-1.0",
+    )
+
+
+def _record(plan: FaultPlan, requests: list[dict[str, Any]]) -> None:
+    now = time.monotonic()
+    plan.first_write_at = plan.first_write_at or now
+    plan.last_write_at = now
     for request in requests:
         put = request.get("PutRequest")
         if isinstance(put, dict):

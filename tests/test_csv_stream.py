@@ -139,3 +139,32 @@ async def test_a_cell_longer_than_the_parsers_default_limit_is_a_row_error() -> 
     assert [e.field for e in first.errors] == ["description"]
     assert "200,000 characters long" in first.errors[0].message
     assert isinstance(second, ProductRow)
+
+
+async def test_a_bad_byte_after_a_bom_names_its_line() -> None:
+    data = b"\xef\xbb\xbf" + HEADER.encode() + b"P-1,Caf\xe9,C,S,1,1,\n"
+
+    with pytest.raises(PermanentError, match=r"^line 2: the file is not valid UTF-8"):
+        await parse(data, chunk=4096)
+
+
+async def test_a_header_after_blank_lines_is_named_by_its_own_line() -> None:
+    with pytest.raises(PermanentError, match=r"^line 3: missing required column"):
+        await parse(b"\n\nvendor_product_id,name\nP-1,x\n")
+
+
+async def test_a_quote_closed_lines_later_names_where_its_record_starts() -> None:
+    data = HEADER + 'P-1,A,C,S-1,1,1,ok\nP-2,"B,C,S-2,1,1,\nP-3,C,C,S-3,1,1,"x"y\n'
+
+    with pytest.raises(PermanentError) as caught:
+        await parse(data.encode())
+
+    assert str(caught.value).startswith("line 4: the file is not valid CSV")
+    assert str(caught.value).endswith("in the record that starts on line 3")
+
+
+async def test_a_line_too_long_to_be_a_record_rejects_the_file_before_it_is_parsed() -> None:
+    data = HEADER.encode() + b"," * 3_000_000 + b"\n"
+
+    with pytest.raises(PermanentError, match=r"^line 2: the line is longer than 2,097,152"):
+        await parse(data, chunk=256 * 1024)

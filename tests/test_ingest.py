@@ -355,7 +355,12 @@ async def test_metrics_are_published_per_vendor(stack: Stack) -> None:
                         "Stat": "Sum",
                     },
                 }
-                for name in ("CSVRecordsProcessed", "CSVRecordsSuccessful", "CSVRecordsFailed")
+                for name in (
+                    "CSVRecordsProcessed",
+                    "CSVRecordsSuccessful",
+                    "CSVRecordsFailed",
+                    "StagingItemsThrottled",
+                )
             ],
             StartTime=datetime.now(UTC) - timedelta(hours=1),
             EndTime=datetime.now(UTC) + timedelta(hours=1),
@@ -365,7 +370,13 @@ async def test_metrics_are_published_per_vendor(stack: Stack) -> None:
         "CSVRecordsSuccessful",
         "CSVRecordsFailed",
         "CSVProcessingTime",
+        "StagingItemsThrottled",
     }
     assert dimensions == {("VendorId", "ACME")}
     sums = {result["Id"]: sum(result["Values"]) for result in data["MetricDataResults"]}
-    assert sums == {"csvrecordsprocessed": 3, "csvrecordssuccessful": 2, "csvrecordsfailed": 1}
+    assert sums == {
+        "csvrecordsprocessed": 3,
+        "csvrecordssuccessful": 2,
+        "csvrecordsfailed": 1,
+        "stagingitemsthrottled": 0,
+    }

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from worker.aws.queues import batches, entry_bytes
 from worker.core.items import ItemFactory, refused_item
 from worker.core.limits import (
     ITEM_LIMIT_BYTES,
@@ -21,7 +22,7 @@ from worker.core.limits import (
 from worker.core.report import ReportSummary
 from worker.core.rows import COLUMNS, Header
 from worker.core.rules import Violation
-from worker.validation.error_queue import batches, entry_bytes, error_message
+from worker.validation.error_queue import error_message
 from worker.validation.judge import Verdict
 from worker.validation.publish import notice_text
 

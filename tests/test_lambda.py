@@ -82,7 +82,9 @@ async def test_a_mixed_batch_reports_exactly_the_messages_to_retry(stack: Stack)
 
     async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
         app = LambdaApp(
-            stack.settings.model_copy(update={"aws_endpoint_url": proxy, "staging_max_attempts": 2})
+            stack.settings.model_copy(
+                update={"aws_endpoint_url": proxy, "staging_stall_seconds": 0.5}
+            )
         )
         try:
             response = await invoke(app, event)
@@ -147,7 +149,9 @@ async def test_an_all_failed_batch_lists_every_message(stack: Stack) -> None:
         stack.settings.aws_endpoint_url or "", FaultPlan(throttle_all=True)
     ) as proxy:
         app = LambdaApp(
-            stack.settings.model_copy(update={"aws_endpoint_url": proxy, "staging_max_attempts": 1})
+            stack.settings.model_copy(
+                update={"aws_endpoint_url": proxy, "staging_stall_seconds": 0.1}
+            )
         )
         try:
             response = await invoke(app, event)
@@ -157,28 +161,31 @@ async def test_an_all_failed_batch_lists_every_message(stack: Stack) -> None:
     assert response == {"batchItemFailures": [{"itemIdentifier": f"m{n}"} for n in range(3)]}
 
 
-async def test_work_stops_before_the_deadline_and_is_reported_for_a_retry(
+async def test_at_the_deadline_a_file_saves_its_checkpoint_and_is_handed_on(
     stack: Stack, lambda_app: LambdaApp
 ) -> None:
     await stack.add_vendor("ACME")
     rows = "".join(f"P-{n},Cup,K,S-{n},1.00,3\n" for n in range(2, 60_000))
     await stack.put_object("uploads/ACME/ACME_20240101_000001.csv", BODY + rows)
-    event = {
-        "Records": [
-            sqs_record("big", s3_event(stack.bucket, "uploads/ACME/ACME_20240101_000001.csv"))
-        ]
-    }
+    body = s3_event(stack.bucket, "uploads/ACME/ACME_20240101_000001.csv")
     margin = stack.settings.lambda_safety_margin_seconds
 
-    response = await invoke(lambda_app, event, seconds=margin + 1.5)
+    response = await invoke(lambda_app, {"Records": [sqs_record("big", body)]}, margin + 1.5)
 
-    assert response == {"batchItemFailures": [{"itemIdentifier": "big"}]}
+    # The original is acknowledged (a receive is not used up) and a copy goes on from the
+    # checkpoint in the next invocation.
+    assert response == {"batchItemFailures": []}
     history = await stack.history("UPLOAD_ACME_20240101_000001")
     assert history is not None
-    assert (history["status"], history["error_message"]) == (
-        "failed",
-        "interrupted: the worker stopped before the file was finished",
-    )
+    assert history["status"] == "failed"
+    assert history["error_message"].startswith("paused at the invocation's deadline: rows 1-")
+    assert 0 < history["checkpoint_row"] < 60_000
+    assert history["lease_expires_at"] is None
+    assert [
+        m["Body"] for m in await stack.queue_messages(stack.settings.ingest_queue_url or "")
+    ] == [body]
+    items = await stack.items("UPLOAD_ACME_20240101_000001")
+    assert len(items) >= history["checkpoint_row"]
 
 
 async def test_a_direct_s3_event_returns_a_summary_per_object(

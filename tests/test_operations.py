@@ -25,7 +25,7 @@ async def test_a_repeatedly_failing_upload_reaches_the_dlq_and_redrive_stages_it
         stack.settings.aws_endpoint_url or "", FaultPlan(throttle_all=True)
     ) as proxy:
         await stack.run_worker(
-            aws_endpoint_url=proxy, staging_max_attempts=2, retry_backoff_seconds=0
+            aws_endpoint_url=proxy, staging_stall_seconds=0.5, retry_backoff_seconds=0
         )
 
     # THEN after maxReceiveCount (3) deliveries SQS moved the message to the DLQ

@@ -49,7 +49,7 @@ async def test_throttling_that_outlasts_the_retries_fails_the_upload_for_a_later
     # WHEN DynamoDB throttles every call (a failed message comes back after 1 s here)
     async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
         await stack.run_worker(
-            aws_endpoint_url=proxy, staging_max_attempts=3, retry_backoff_seconds=1
+            aws_endpoint_url=proxy, staging_stall_seconds=1, retry_backoff_seconds=1
         )
 
     # THEN the upload is failed with the reason, and its message is left for SQS

@@ -32,7 +32,8 @@ class Settings(BaseSettings):
     files_in_flight: int = Field(default=4, ge=1, le=64)
     validations_in_flight: int = Field(default=2, ge=1, le=64)
     batches_in_flight: int = Field(default=16, ge=1, le=128)
-    staging_max_attempts: int = Field(default=8, ge=1)
+    # The item writer gives up on a file after this long without a single item written.
+    staging_stall_seconds: float = Field(default=300.0, gt=0)
     receive_wait_seconds: int = Field(default=20, ge=0, le=20)
     visibility_timeout_seconds: int = Field(default=300, ge=1, le=43200)
     # A message whose upload failed comes back after base * 2**(receives - 1) s, up to max.
@@ -46,7 +47,7 @@ class Settings(BaseSettings):
     secret_ttl_seconds: float = Field(default=300.0, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
     startup_attempts: int = Field(default=5, ge=1)
-    s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096)
+    s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096, le=1024 * 1024)
 
     def require_ingest_queue(self) -> str:
         if not self.ingest_queue_url:

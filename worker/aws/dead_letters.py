@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.errors import error_code
+from worker.aws.queues import entry_bytes
+from worker.core.limits import SQS_MESSAGE_BYTES, preview
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -25,15 +27,17 @@ async def dead_letter(
             extra={"reason": reason},
         )
         return False
+    entry: dict[str, Any] = {
+        "MessageBody": body or "(empty)",
+        "MessageAttributes": {
+            "reason": {"DataType": "String", "StringValue": preview(reason, 1_000)},
+            "source_message_id": {"DataType": "String", "StringValue": message_id or "-"},
+        },
+    }
+    if entry_bytes(entry) > SQS_MESSAGE_BYTES:  # the body itself fits: it was a message
+        del entry["MessageAttributes"]
     try:
-        await sqs.send_message(
-            QueueUrl=dlq_url,
-            MessageBody=body or "(empty)",
-            MessageAttributes={
-                "reason": {"DataType": "String", "StringValue": reason},
-                "source_message_id": {"DataType": "String", "StringValue": message_id or "-"},
-            },
-        )
+        await sqs.send_message(QueueUrl=dlq_url, **entry)
     except (ClientError, BotoCoreError) as exc:
         log.warning("could not move a poison message to the DLQ", extra={"error": error_code(exc)})
         return False

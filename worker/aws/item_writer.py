@@ -1,30 +1,30 @@
-"""The DynamoDB staging writer: concurrent BatchWriteItem calls with backoff and jitter.
+"""The DynamoDB item writer: concurrent BatchWriteItem calls, paced to what DynamoDB accepts.
 
-aioboto3's ``BatchWriter`` re-sends ``UnprocessedItems`` immediately and one batch at a time;
-this writer keeps a bounded number of batches in flight, and backs off (exponentially, with full
-jitter) on ``UnprocessedItems``, throttling and network errors.
+aioboto3's ``BatchWriter`` re-sends ``UnprocessedItems`` immediately and one batch at a time.
+This writer keeps up to ``batches_in_flight`` batches in flight at a send rate that follows what
+DynamoDB delivers (``worker.core.pacing``), backs off with full jitter on ``UnprocessedItems``,
+throttling and network errors, and gives up only after making no progress at all for
+``stall_seconds``. It knows, at any time, the highest row below which every row is written
+(``confirmed_through``): the checkpoint an interrupted file resumes from.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, cast
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from worker.aws.errors import error_code, is_retryable
-from worker.core.errors import TransientError
+from worker.core.errors import LeaseLostError, TransientError
 from worker.core.items import Item
+from worker.core.pacing import Pacer
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -49,8 +49,8 @@ class _Refused(Exception):
         self.reason = reason
 
 
-# What to store instead of an item DynamoDB refuses (None: fail the batch).
-OnRefused = Callable[[Item, str], Item | None]
+# What to store instead of an item DynamoDB refuses, given the item and DynamoDB's reason.
+OnRefused = Callable[[Item, str], Item]
 
 
 def _message(exc: BaseException) -> str:
@@ -62,10 +62,11 @@ def _message(exc: BaseException) -> str:
 class ItemWriter:
     """Writes put and delete requests to one table, ``BATCH_SIZE`` per call, several at once.
 
-    Use as an async context manager; leaving the block waits for every batch. The first batch
-    that fails for good cancels the others and surfaces as a :class:`TransientError`. A batch
-    DynamoDB refuses as it is (ValidationException) is split to find the item at fault, which
-    is replaced by what ``on_refused`` makes of it.
+    Use as an async context manager; leaving the block waits for every batch (or, when it is
+    left by a cancellation or a lost lease, cancels them). A batch that fails for good
+    surfaces as a :class:`TransientError` at the next ``put`` or on leaving. A batch DynamoDB
+    refuses as it is (ValidationException) is split to find the item at fault, which is
+    replaced by what ``on_refused`` makes of it (without ``on_refused``, the batch fails).
     """
 
     def __init__(
@@ -74,24 +75,31 @@ class ItemWriter:
         table: str,
         *,
         batches_in_flight: int,
-        max_attempts: int,
+        stall_seconds: float,
         base_delay: float = 0.05,
         max_delay: float = 5.0,
         on_refused: OnRefused | None = None,
     ) -> None:
         self._client = client
-        self._on_refused = on_refused
         self._table = table
-        self._slots = asyncio.BoundedSemaphore(batches_in_flight)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._stall_seconds = stall_seconds
+        self._on_refused = on_refused
+        self.pacer = Pacer(batches_in_flight)
+        self._tasks: dict[asyncio.Task[None], int] = {}  # each batch and its first row (or 0)
         self._pending: list[dict[str, Any]] = []
+        self._pending_first = 0
+        self._last_row = 0  # the highest row handed to put()
+        self._lost_from = 0  # the first row of a batch that failed or was cancelled
         self._failure: BaseException | None = None
+        self._progress_at = time.monotonic()
+        self.throttled_items = 0  # items DynamoDB turned back (UnprocessedItems, throttles)
+        self._backoff = wait_random_exponential(multiplier=base_delay, max=max_delay)
         self._retrying = AsyncRetrying(
             retry=retry_if_exception_type(
                 (_Unfinished, ClientError, HTTPClientError, BotocoreConnectionError)
             ),
-            wait=wait_random_exponential(multiplier=base_delay, max=max_delay),
-            stop=stop_after_attempt(max_attempts),
+            wait=self._wait,
+            stop=self._stalled,
             reraise=True,
         )
 
@@ -103,7 +111,7 @@ class ItemWriter:
             client,
             settings.dynamodb_table,
             batches_in_flight=settings.batches_in_flight,
-            max_attempts=settings.staging_max_attempts,
+            stall_seconds=settings.staging_stall_seconds,
             on_refused=on_refused,
         )
 
@@ -118,14 +126,25 @@ class ItemWriter:
     ) -> None:
         if exc is None:
             await self.flush()
-        elif isinstance(exc, asyncio.CancelledError):
-            await self._cancel_all()
+        elif isinstance(exc, asyncio.CancelledError | LeaseLostError):
+            await self._cancel_all()  # another attempt may own the upload: write no more
         else:
-            # Let batches already sent land, so that a clean-up that follows (deleting the
-            # items of a rejected upload) is not overtaken by a late put.
+            # Let batches already sent land (they count for the checkpoint), so that a clean-up
+            # that follows (deleting the items of a rejected upload) is not overtaken either.
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def put(self, item: Item) -> None:
+    @property
+    def confirmed_through(self) -> int:
+        """The highest row N such that every row up to N handed to ``put`` is written."""
+        firsts = (*self._tasks.values(), self._pending_first, self._lost_from)
+        unfinished = [first for first in firsts if first]
+        return min(unfinished) - 1 if unfinished else self._last_row
+
+    async def put(self, item: Item, *, row: int = 0) -> None:
+        """Queue an item; ``row`` (its row number, rising) makes it count for the checkpoint."""
+        if row:
+            self._pending_first = self._pending_first or row
+            self._last_row = row
         await self._add({"PutRequest": {"Item": item}})
 
     async def delete(self, key: Item) -> None:
@@ -139,6 +158,13 @@ class ItemWriter:
             await asyncio.wait(self._tasks)
             self._raise_failure()
 
+    async def settle(self, until: float) -> None:
+        """Let the batches in flight land until ``until`` (a ``time.monotonic()`` value), then
+        cancel what is left; nothing pending is sent. For a writer that must stop soon."""
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=max(0.0, until - time.monotonic()))
+        await self._cancel_all()
+
     async def _add(self, request: dict[str, Any]) -> None:
         self._pending.append(request)
         if len(self._pending) == BATCH_SIZE:
@@ -146,15 +172,19 @@ class ItemWriter:
 
     async def _dispatch(self) -> None:
         self._raise_failure()
+        await self.pacer.acquire(len(self._pending))  # back-pressure: the reader waits
+        # Only now: while it waits, the batch still counts as pending for the checkpoint.
         batch, self._pending = self._pending, []
-        await self._slots.acquire()  # back-pressure: the reader waits for a free slot
+        first, self._pending_first = self._pending_first, 0  # 0: a batch without rows
         task = asyncio.create_task(self._write_batch(batch))
-        self._tasks.add(task)
+        self._tasks[task] = first
         task.add_done_callback(self._batch_done)
 
     def _batch_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._slots.release()
+        first = self._tasks.pop(task)
+        self.pacer.release()
+        if first and (task.cancelled() or task.exception() is not None):
+            self._lost_from = min(self._lost_from or first, first)
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._failure = self._failure or exc
 
@@ -166,6 +196,22 @@ class ItemWriter:
             raise TransientError(
                 f"DynamoDB {self._table}: {error_code(failure)}: {failure}"
             ) from failure
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Once the writer is paced, what DynamoDB turned back goes again as the pacer allows;
+        anything else (a network error; a throttle before pacing starts) backs off
+        exponentially, with full jitter."""
+        failure = state.outcome.exception() if state.outcome else None
+        throttled = isinstance(failure, _Unfinished) or (
+            isinstance(failure, ClientError) and is_retryable(failure)
+        )
+        if throttled and self.pacer.rate is not None:
+            return 0.0
+        return float(self._backoff(state))
+
+    def _stalled(self, state: RetryCallState) -> bool:
+        """Give up once no request of this writer has landed for ``stall_seconds``."""
+        return time.monotonic() - self._progress_at > self._stall_seconds
 
     async def _write_batch(self, batch: list[dict[str, Any]]) -> None:
         try:
@@ -186,9 +232,9 @@ class ItemWriter:
                     await self._isolate(refused.requests, refused.reason)
             return
         item = requests[0].get("PutRequest", {}).get("Item")
-        replacement = self._on_refused(item, reason) if item and self._on_refused else None
-        if replacement is None:
+        if item is None or self._on_refused is None:
             raise TransientError(f"DynamoDB {self._table}: ValidationException: {reason}")
+        replacement = self._on_refused(item, reason)
         log.warning(
             "DynamoDB refused an item; it is stored as a row error",
             extra={"record_id": item.get("record_id", {}).get("S"), "reason": reason},
@@ -201,11 +247,14 @@ class ItemWriter:
             ) from None
 
     async def _send(self, batch: list[dict[str, Any]]) -> None:
-        """One batch, with its unprocessed requests re-sent after a pause."""
+        """One batch, with what DynamoDB turns back re-sent after a pause."""
         requests = batch
         # A copy per batch: a retrying object keeps its state on itself, and batches run at once.
         async for attempt in self._retrying.copy():
             with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    await self.pacer.pace(len(requests))  # re-sends count against the rate
+                sent_in = self.pacer.generation
                 try:
                     response = await self._client.batch_write_item(
                         RequestItems={self._table: cast("list[WriteRequestUnionTypeDef]", requests)}
@@ -217,10 +266,20 @@ class ItemWriter:
                         raise TransientError(
                             f"DynamoDB {self._table}: {error_code(exc)}: {exc}"
                         ) from exc
+                    if isinstance(exc, ClientError):  # a throttle: nothing of it landed
+                        self.throttled_items += len(requests)
+                        self.pacer.throttled(sent_in)
                     raise
-                unprocessed = response.get("UnprocessedItems", {}).get(self._table)
+                unprocessed = cast(
+                    "list[dict[str, Any]]", response.get("UnprocessedItems", {}).get(self._table)
+                )
+                if (landed := len(requests) - len(unprocessed or ())) > 0:
+                    self._progress_at = time.monotonic()
+                    self.pacer.landed(landed)
                 if unprocessed:
-                    requests = cast("list[dict[str, Any]]", unprocessed)
+                    self.throttled_items += len(unprocessed)
+                    self.pacer.throttled(sent_in)
+                    requests = unprocessed
                     raise _Unfinished(f"{len(requests)} unprocessed items")
 
     async def _cancel_all(self) -> None:

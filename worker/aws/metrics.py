@@ -34,6 +34,7 @@ class _VendorFigures:
     successful: int = 0
     failed: int = 0
     seconds: list[float] = field(default_factory=list)
+    throttled: int = 0
 
 
 class MetricsPublisher(Background):
@@ -56,6 +57,11 @@ class MetricsPublisher(Background):
         figures.successful += successful
         figures.failed += failed
         figures.seconds.append(seconds)
+
+    def record_throttled(self, vendor_id: str, items: int) -> None:
+        """Items DynamoDB turned back (throttles, UnprocessedItems) while staging a file."""
+        if self._enabled and items:
+            self._pending[vendor_id].throttled += items
 
     async def flush(self) -> bool:
         """Publish what was recorded since the last flush; False if CloudWatch refused."""
@@ -88,8 +94,19 @@ class MetricsPublisher(Background):
 
 def _datums(vendor_id: str, figures: _VendorFigures) -> list[MetricDatumTypeDef]:
     dimensions: list[DimensionTypeDef] = [{"Name": "VendorId", "Value": vendor_id}]
+    throttled: list[MetricDatumTypeDef] = [
+        {
+            "MetricName": "StagingItemsThrottled",
+            "Value": figures.throttled,
+            "Unit": "Count",
+            "Dimensions": dimensions,
+        }
+    ]
     seconds = figures.seconds
+    if not seconds:  # no file finished: only the throttles to report
+        return throttled
     return [
+        *throttled,
         {
             "MetricName": "CSVRecordsProcessed",
             "Value": figures.total,

@@ -19,9 +19,29 @@ log = logging.getLogger(__name__)
 MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
-def retry_delay(receive_count: int, *, base: float, cap: float) -> int:
-    """Seconds a failed message stays invisible: doubles with each receive, up to ``cap``."""
-    return int(min(cap, base * 2 ** max(0, receive_count - 1), MAX_VISIBILITY_SECONDS))
+def retry_delay(receive_count: int, *, base: float, cap: float, not_before: float = 0.0) -> int:
+    """Seconds a failed message stays invisible: doubles with each receive, up to ``cap``; and
+    not less than ``not_before`` (another worker's lease runs out then: each early receive
+    would bring the message closer to the DLQ)."""
+    delay = min(cap, base * 2 ** max(0, receive_count - 1))
+    if not_before:
+        delay = max(delay, int(not_before) + 1)
+    return int(min(delay, MAX_VISIBILITY_SECONDS))
+
+
+async def change_visibility(
+    sqs: SQSClient, queue_url: str, receipt_handle: str, seconds: int
+) -> bool:
+    """Make a received message visible again in ``seconds`` (0: at once); False if SQS
+    refused (the message then comes back when its current visibility runs out)."""
+    try:
+        await sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
+        )
+    except (ClientError, BotoCoreError) as exc:
+        log.warning("could not change message visibility", extra={"error": error_code(exc)})
+        return False
+    return True
 
 
 class MessageVisibility(Keepalive):
@@ -33,22 +53,15 @@ class MessageVisibility(Keepalive):
         self._sqs = sqs
         self._queue_url = queue_url
         self._receipt_handle = receipt_handle
-        self._timeout = timeout
 
     async def _extend(self) -> bool:
-        await self._change(self._timeout)
-        return True
-
-    async def _change(self, seconds: int) -> None:
         await self._sqs.change_message_visibility(
-            QueueUrl=self._queue_url, ReceiptHandle=self._receipt_handle, VisibilityTimeout=seconds
+            QueueUrl=self._queue_url,
+            ReceiptHandle=self._receipt_handle,
+            VisibilityTimeout=int(self.period),
         )
+        return True
 
     async def set(self, seconds: int) -> bool:
         """Make the message visible again in ``seconds`` (0: at once)."""
-        try:
-            await self._change(seconds)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("could not change message visibility", extra={"error": error_code(exc)})
-            return False
-        return True
+        return await change_visibility(self._sqs, self._queue_url, self._receipt_handle, seconds)

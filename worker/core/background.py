@@ -1,8 +1,9 @@
 """Background tasks that live as long as an ``async with`` block.
 
 :class:`Background` runs one task for the life of the block. :class:`Keepalive` is the one
-renewal loop of the service: an SQS message's visibility and an upload's lease are both kept
-alive by it, so the two can never drift apart.
+renewal loop of the service, written once: an SQS message's visibility
+(``worker.aws.visibility``) and an upload's lease (``worker.ingest.lease``) are both instances
+of it, so their timing and their handling of a failed renewal cannot drift apart.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ MAX_ROW_BYTES = ITEM_LIMIT_BYTES - VALIDATION_ALLOWANCE_BYTES - ITEM_OVERHEAD_BY
 MAX_CELL_CHARS = 65_536
 # One cell as the CSV parser holds it: longer rejects the file (almost always a quote left open).
 MAX_FIELD_CHARS = 1_048_576
+# One line of the file (a record may span several): longer rejects the file.
+MAX_LINE_CHARS = 2 * MAX_FIELD_CHARS
 # A header cell.
 MAX_COLUMN_NAME_CHARS = 255
 MAX_ERRORS_PER_ROW = 20

@@ -100,28 +100,29 @@ class Header:
     names_bytes: int = 0  # UTF-8 bytes of all the names: part of every row's size
 
     @classmethod
-    def parse(cls, cells: Sequence[str]) -> Header:
-        """Check the header row; raise :class:`PermanentError` naming what is wrong."""
+    def parse(cls, cells: Sequence[str], *, line: int = 1) -> Header:
+        """Check the header row (on ``line``); raise :class:`PermanentError` naming what is
+        wrong."""
         names = tuple(cell.strip().lower() for cell in cells)
         if not any(names):
-            raise PermanentError("line 1: the header row is empty")
+            raise PermanentError(f"line {line}: the header row is empty")
         seen = set(names)
         duplicates = sorted(name for name, count in Counter(names).items() if count > 1 and name)
         if duplicates:
             shown = ", ".join(preview(name, 40) for name in duplicates)
-            raise PermanentError(f"line 1: duplicate column(s) in header: {shown}")
+            raise PermanentError(f"line {line}: duplicate column(s) in header: {shown}")
         missing = [name for name in REQUIRED if name not in seen]
         if missing:
             raise PermanentError(
-                f"line 1: missing required column(s): {', '.join(missing)} "
+                f"line {line}: missing required column(s): {', '.join(missing)} "
                 f"(required: {', '.join(REQUIRED)})"
             )
         if "" in seen:
-            raise PermanentError(f"line 1: column {names.index('') + 1} has no name")
+            raise PermanentError(f"line {line}: column {names.index('') + 1} has no name")
         for index, name in enumerate(names):
             if len(name) > MAX_COLUMN_NAME_CHARS or _CONTROL.search(name):
                 raise PermanentError(
-                    f"line 1: column {index + 1} needs a name of at most "
+                    f"line {line}: column {index + 1} needs a name of at most "
                     f"{MAX_COLUMN_NAME_CHARS} characters, without control characters"
                 )
         return cls(names, sum(len(name.encode()) for name in names))

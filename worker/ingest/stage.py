@@ -31,8 +31,11 @@ from worker.validation.jobs import request_validation
 log = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the worker stopped before the file was finished"
+PAUSED = "paused at the invocation's deadline"
 # Row numbers are reserved in upload_history this many at a time, before items are written.
-RESERVE_ROWS = 5_000
+RESERVE_ROWS = 1_000
+# The checkpoint is saved at least this often (and with every lease renewal).
+CHECKPOINT_ROWS = 500
 
 
 class Outcome(enum.StrEnum):
@@ -41,6 +44,7 @@ class Outcome(enum.StrEnum):
     FAILED = "failed"
     DUPLICATE = "duplicate"  # already staged with the same ETag: nothing to do
     BUSY = "busy"  # another worker holds the upload's lease: try again later
+    PAUSED = "paused"  # stopped at ``stop_at`` after writing more rows: go on from the checkpoint
 
     @property
     def settled(self) -> bool:
@@ -61,6 +65,8 @@ class UploadResult:
     error: str | None = None
     seconds: float = 0.0
     retry_after: float | None = None  # BUSY: when the other worker's lease runs out
+    resumed_from: int = 0  # rows of this object version written before this attempt
+    checkpoint: int = 0  # rows of this object version written when this attempt ended
 
 
 @dataclass(slots=True)
@@ -79,7 +85,11 @@ class _Upload:
     key: UploadKey
     started: float
     force: bool = False
+    stop_at: float | None = None  # time.monotonic() past which no more rows are written
+    land_by: float | None = None  # ... and by which the batches in flight must have landed
     counts: RowCounts = field(default_factory=RowCounts)
+    resumed_from: int = 0
+    checkpoint: int = 0
 
     def result(
         self, outcome: Outcome, error: str | None = None, *, retry_after: float | None = None
@@ -96,6 +106,8 @@ class _Upload:
             error=error,
             seconds=time.monotonic() - self.started,
             retry_after=retry_after,
+            resumed_from=self.resumed_from,
+            checkpoint=self.checkpoint,
         )
 
     def record(self, etag: str | None, size: int | None) -> NewUpload:
@@ -111,15 +123,25 @@ class _Upload:
         )
 
 
-async def process_object(res: Resources, ref: ObjectRef, *, force: bool = False) -> UploadResult:
+async def process_object(
+    res: Resources,
+    ref: ObjectRef,
+    *,
+    force: bool = False,
+    stop_at: float | None = None,
+    land_by: float | None = None,
+) -> UploadResult:
     """Stage one uploaded object; see the module docstring. ``force`` processes it even when it
-    is already staged with the same ETag (an operator's ``reprocess``)."""
+    is already staged with the same ETag (an operator's ``reprocess``). Past ``stop_at`` (a
+    ``time.monotonic()`` value: a Lambda deadline) it writes no more rows, lets the batches in
+    flight land until ``land_by``, saves the checkpoint and returns ``PAUSED`` (or ``FAILED``
+    if it wrote nothing)."""
     started = time.monotonic()
     try:
         key = parse_upload_key(ref.key)
     except UploadKeyError as exc:
         return await _reject_unparsable_key(res, ref, exc, started)
-    upload = _Upload(res, ref, key, started, force)
+    upload = _Upload(res, ref, key, started, force, stop_at, land_by)
     with logs.bind(upload_id=key.upload_id, vendor_id=key.vendor_id):
         try:
             result = await _process(upload)
@@ -136,6 +158,8 @@ async def process_object(res: Resources, ref: ObjectRef, *, force: bool = False)
                 "failed_records": result.failed,
                 "error": result.error,
                 "seconds": round(result.seconds, 3),
+                "resumed_from": result.resumed_from,
+                "checkpoint": result.checkpoint,
             },
         )
         return result
@@ -170,24 +194,55 @@ async def _process(upload: _Upload) -> UploadResult:
         return upload.result(Outcome.FAILED, str(exc))
 
 
+class _Paused(Exception):
+    """``stop_at`` has passed: write no more rows."""
+
+
+NEVER = float("inf")
+
+
+def _loop_time(monotonic: float) -> float:
+    """A ``time.monotonic()`` instant in the running loop's clock."""
+    return asyncio.get_running_loop().time() + monotonic - time.monotonic()
+
+
 async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadResult:
     """Everything after a successful claim; the upload never stays ``processing``."""
-    res, key = upload.res, upload.key
+    res, key, counts = upload.res, upload.key, upload.counts
+    upload.resumed_from = upload.checkpoint = claim.checkpoint
     lease = Lease(
         res.database, key.upload_id, claim.attempt, res.settings.visibility_timeout_seconds
     )
+
+    def stored_as_row_error(item: Item, reason: str) -> Item:
+        if item["status"]["S"] == STATUS_PENDING:
+            counts.successful -= 1
+            counts.failed += 1
+        return refused_item(item, reason)
+
+    writer = ItemWriter.from_settings(res.item_writes, res.settings, on_refused=stored_as_row_error)
+    lease.progress = lambda: writer.confirmed_through
     try:
         _check_vendor(key.vendor_id, claim.vendor_status)
         async with lease:
-            await _write_rows(upload, claim, body, lease)
+            try:
+                await _write_rows(upload, claim, body, lease, writer)
+            finally:
+                upload.checkpoint = max(claim.checkpoint, writer.confirmed_through)
+                res.metrics.record_throttled(key.vendor_id, writer.throttled_items)
         await _record_staged(upload, claim)
     except PermanentError as exc:
         return await _finish_rejected(upload, claim, str(exc))
     except LeaseLostError as exc:
         # Another attempt owns the upload: it records the outcome, this one stops here.
         return upload.result(Outcome.BUSY, str(exc))
+    except _Paused:
+        message = f"{PAUSED}: rows 1-{upload.checkpoint:,} are written; it goes on from there"
+        await _finish_failed(upload, claim, message)
+        went_on = upload.checkpoint > claim.checkpoint
+        return upload.result(Outcome.PAUSED if went_on else Outcome.FAILED, message)
     except asyncio.CancelledError:
-        # Shutdown: release the lease so the next worker can start over at once.
+        # Shutdown: release the lease so the next worker can go on at once.
         await asyncio.shield(_finish_failed(upload, claim, INTERRUPTED))
         raise
     except Exception as exc:
@@ -200,9 +255,9 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
         return upload.result(Outcome.FAILED, message)
     res.metrics.record(
         vendor_id=key.vendor_id,
-        total=upload.counts.total,
-        successful=upload.counts.successful,
-        failed=upload.counts.failed,
+        total=counts.total,
+        successful=counts.successful,
+        failed=counts.failed,
         seconds=time.monotonic() - upload.started,
     )
     try:
@@ -234,11 +289,15 @@ def _check_vendor(vendor_id: str, status: str | None) -> None:
         raise PermanentError(f"vendor {vendor_id!r} is {status}, not active")
 
 
-async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease) -> None:
+async def _write_rows(
+    upload: _Upload, claim: Claim, body: S3Body, lease: Lease, writer: ItemWriter
+) -> None:
     """Stream, type and stage every row; then remove surplus items of an older version.
 
     Row numbers are reserved in ``upload_history`` before their items are written, so that
-    whatever happens to this worker, a later attempt knows which items may exist.
+    whatever happens to this worker, a later attempt knows which items may exist. Rows up to
+    the claim's checkpoint were written by an earlier attempt on this object version: they are
+    read and counted, not written again. The checkpoint is saved every ``CHECKPOINT_ROWS``.
     """
     res, key, counts = upload.res, upload.key, upload.counts
     items = ItemFactory(
@@ -247,31 +306,42 @@ async def _write_rows(upload: _Upload, claim: Claim, body: S3Body, lease: Lease)
         s3_key=key.key,
         created_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     )
-    reserved = claim.reserved_rows
-
-    def stored_as_row_error(item: Item, reason: str) -> Item:
-        if item["status"]["S"] == STATUS_PENDING:
-            counts.successful -= 1
-            counts.failed += 1
-        return refused_item(item, reason)
-
-    async with ItemWriter.from_settings(
-        res.item_writes, res.settings, on_refused=stored_as_row_error
-    ) as writer:
+    reserved, written_before = claim.reserved_rows, claim.checkpoint
+    stop_at = upload.stop_at if upload.stop_at is not None else NEVER
+    async with writer:
         async for row_number, row in typed_rows(body, res.settings.s3_read_chunk_bytes):
             if row_number > reserved:
                 reserved = row_number + RESERVE_ROWS - 1
-                await lease.reserve_rows(reserved)
+                await lease.save(reserve_upto=reserved)
+            elif row_number % CHECKPOINT_ROWS == 0 and row_number > written_before:
+                await lease.save()
             lease.check()
             counts.total = row_number
             if isinstance(row, ProductRow):
                 counts.successful += 1
             else:
                 counts.failed += 1
-            await writer.put(items.item(row_number, row))
-        for row_number in range(counts.total + 1, claim.previous_rows + 1):
-            lease.check()
-            await writer.delete(record_key(key.upload_id, row_number))
+            if row_number <= written_before:
+                continue
+            item = items.item(row_number, row)
+            if stop_at == NEVER:
+                await writer.put(item, row=row_number)
+                continue
+            try:  # the writer may make the reader wait (pacing): not past the deadline
+                async with asyncio.timeout_at(_loop_time(stop_at)):
+                    await writer.put(item, row=row_number)
+            except TimeoutError:
+                await writer.settle(upload.land_by or stop_at)
+                raise _Paused from None
+        try:  # the surplus of an older version, and the last batches: not past the deadline
+            async with asyncio.timeout_at(None if stop_at == NEVER else _loop_time(stop_at)):
+                for row_number in range(counts.total + 1, claim.previous_rows + 1):
+                    lease.check()
+                    await writer.delete(record_key(key.upload_id, row_number))
+                await writer.flush()
+        except TimeoutError:
+            await writer.settle(upload.land_by or stop_at)
+            raise _Paused from None
 
 
 async def _delete_items(res: Resources, upload_id: str, rows: int) -> None:
@@ -299,7 +369,11 @@ async def _finish_failed(upload: _Upload, claim: Claim, message: str) -> None:
     try:
         async with upload.res.database.connection() as conn:
             await UploadHistory(conn).finish_failed(
-                upload.key.upload_id, claim.attempt, message, rows_read=upload.counts.total
+                upload.key.upload_id,
+                claim.attempt,
+                message,
+                rows_read=upload.counts.total,
+                checkpoint=upload.checkpoint,
             )
     except Exception as exc:  # the lease runs out and the message comes back regardless
         log.warning("could not record the failure", extra={"error": str(exc)})

@@ -38,6 +38,8 @@ class Claim:
     # CLAIMED: the vendor's status (None: not registered), and the rows already reserved.
     vendor_status: str | None = None
     reserved_rows: int = 0
+    # CLAIMED: every row up to this one of the same object version is written already.
+    checkpoint: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +82,13 @@ ON CONFLICT (upload_id) DO UPDATE SET
     attempts = h.attempts + 1, lease_expires_at = EXCLUDED.lease_expires_at,
     successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
     error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
-    updated_at = now(), reserved_rows = GREATEST(h.reserved_rows, EXCLUDED.reserved_rows)
+    updated_at = now(), reserved_rows = GREATEST(h.reserved_rows, EXCLUDED.reserved_rows),
+    checkpoint_row = CASE WHEN NOT $10 AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag
+                          THEN h.checkpoint_row ELSE 0 END
 WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
                   AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
   AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
-RETURNING h.attempts,
+RETURNING h.attempts, h.checkpoint_row,
           COALESCE((SELECT reserved_rows FROM previous), 0) AS previous_rows,
           (SELECT status FROM vendors WHERE vendor_id = $2) AS vendor_status
 """
@@ -166,6 +170,7 @@ class UploadHistory:
                     row["previous_rows"],
                     vendor_status=row["vendor_status"],
                     reserved_rows=max(reserve, row["previous_rows"]),
+                    checkpoint=row["checkpoint_row"],
                 )
             current = await self._conn.fetchrow(_INSPECT, upload.upload_id)
             if current is None:
@@ -202,14 +207,19 @@ class UploadHistory:
             upload_id,
         )
 
-    async def reserve_rows(self, upload_id: str, attempt: int, upto: int) -> bool:
-        """Note, before writing them, that rows up to ``upto`` may have items."""
+    async def reserve_rows(
+        self, upload_id: str, attempt: int, upto: int, *, checkpoint: int = 0
+    ) -> bool:
+        """Note, before writing them, that rows up to ``upto`` may have items; and save the
+        checkpoint (both fenced by the attempt)."""
         result: str = await self._conn.execute(
-            """UPDATE upload_history SET reserved_rows = GREATEST(reserved_rows, $3)
+            """UPDATE upload_history SET reserved_rows = GREATEST(reserved_rows, $3),
+                   checkpoint_row = GREATEST(checkpoint_row, $4)
                WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
             upload_id,
             attempt,
             upto,
+            checkpoint,
         )
         return result == "UPDATE 1"
 
@@ -219,7 +229,7 @@ class UploadHistory:
         return await self._finish(
             """UPDATE upload_history SET status = 'staged', total_records = $3,
                    successful_records = $4, failed_records = $5, error_message = NULL,
-                   reserved_rows = $3""",
+                   reserved_rows = $3, checkpoint_row = 0""",
             upload_id,
             attempt,
             total,
@@ -231,22 +241,23 @@ class UploadHistory:
         return await self._finish(
             """UPDATE upload_history SET status = 'rejected', error_message = $3,
                    total_records = 0, successful_records = 0, failed_records = 0,
-                   reserved_rows = 0""",
+                   reserved_rows = 0, checkpoint_row = 0""",
             upload_id,
             attempt,
             preview(message, MAX_ERROR_MESSAGE_CHARS),
         )
 
     async def finish_failed(
-        self, upload_id: str, attempt: int, message: str, *, rows_read: int
+        self, upload_id: str, attempt: int, message: str, *, rows_read: int, checkpoint: int
     ) -> bool:
         return await self._finish(
             """UPDATE upload_history SET status = 'failed', error_message = $3,
-                   total_records = $4""",
+                   total_records = $4, checkpoint_row = GREATEST(checkpoint_row, $5)""",
             upload_id,
             attempt,
             preview(message, MAX_ERROR_MESSAGE_CHARS),
             rows_read,
+            checkpoint,
         )
 
     async def _finish(self, update: str, upload_id: str, attempt: int, *args: object) -> bool:
@@ -260,14 +271,18 @@ class UploadHistory:
         )
         return result == "UPDATE 1"
 
-    async def renew_lease(self, upload_id: str, attempt: int, lease_seconds: float) -> bool:
+    async def renew_lease(
+        self, upload_id: str, attempt: int, lease_seconds: float, *, checkpoint: int = 0
+    ) -> bool:
+        """Extend the lease, and save the checkpoint with it (both fenced by the attempt)."""
         result: str = await self._conn.execute(
             """UPDATE upload_history SET lease_expires_at = now() + make_interval(secs => $3),
-                   updated_at = now()
+                   checkpoint_row = GREATEST(checkpoint_row, $4), updated_at = now()
                WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
             upload_id,
             attempt,
             float(lease_seconds),
+            checkpoint,
         )
         return result == "UPDATE 1"
 

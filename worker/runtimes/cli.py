@@ -73,7 +73,8 @@ async def _run(args: argparse.Namespace) -> int:
                     health_server(
                         res,
                         queue_url,
-                        lambda: max(consumer.last_turn for consumer in consumers),
+                        # The stalest loop: a dead ingest loop is not hidden by a live one.
+                        lambda: min(consumer.last_turn for consumer in consumers),
                         port=settings.health_port,
                         stale_after=settings.receive_wait_seconds + 60,
                     )

@@ -17,8 +17,8 @@ from worker import logs
 from worker.aws.acknowledger import Acknowledger
 from worker.aws.dead_letters import dead_letter
 from worker.aws.errors import error_code
-from worker.aws.queues import QueueOperations
-from worker.aws.visibility import MAX_VISIBILITY_SECONDS, MessageVisibility, retry_delay
+from worker.aws.queues import QueueOperations, hand_on
+from worker.aws.visibility import MessageVisibility, retry_delay
 from worker.core.errors import ConfigurationError, TransientError
 from worker.resources import Resources
 from worker.runtimes.handlers import Action, Handler, handle_ingest
@@ -103,6 +103,9 @@ class Consumer:
                 slots = await self._take_slots()
                 if not slots:
                     continue  # every slot still busy: look again (the loop stays live)
+                if self._stopping.is_set():  # asked while waiting for a slot: no new receive
+                    self._release(slots)
+                    break
                 try:
                     messages = await self._receive(slots, wait)
                 except (ClientError, BotoCoreError) as exc:
@@ -231,17 +234,19 @@ class Consumer:
             await self._delete(message)
         elif disposition.action is Action.DEAD_LETTER:
             await self._dead_letter(message, disposition.reason)
+        elif disposition.action is Action.CONTINUE:
+            if await hand_on(self._res.sqs, self._queue_url, message.get("Body", "")):
+                await self._delete(message)
+            else:
+                await visibility.set(0)
         else:
             receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
             delay = retry_delay(
                 receives,
                 base=self._settings.retry_backoff_seconds,
                 cap=self._settings.retry_backoff_max_seconds,
+                not_before=disposition.not_before,
             )
-            # A busy upload is retried when its holder's lease runs out, not sooner: each
-            # early receive would bring the message closer to the DLQ.
-            if disposition.not_before:
-                delay = max(delay, min(int(disposition.not_before) + 1, MAX_VISIBILITY_SECONDS))
             log.info(
                 "message left for a retry", extra={"receive_count": receives, "retry_in": delay}
             )

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Protocol
 
 from worker import logs
 from worker.core.errors import PermanentError, PoisonMessageError, TransientError
 from worker.core.events import parse_message_body
 from worker.ingest.stage import Outcome, process_object
 from worker.resources import Resources
+from worker.settings import Settings
 from worker.validation.jobs import job_upload_id
 from worker.validation.run import validate_upload
 
@@ -26,6 +28,9 @@ class Action(enum.Enum):
     DELETE = "delete"
     RETRY = "retry"
     DEAD_LETTER = "dead_letter"
+    # Done for this receive, not for good: a copy goes back to the queue (a new message, so
+    # no receive is used up) and the original is deleted. A file paused at a deadline.
+    CONTINUE = "continue"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,11 +43,23 @@ class Disposition:
 
 DELETE = Disposition(Action.DELETE)
 
-Handler = Callable[[Resources, str], Awaitable[Disposition]]
+
+class Handler(Protocol):
+    def __call__(
+        self,
+        res: Resources,
+        body: str,
+        *,
+        stop_at: float | None = None,
+        land_by: float | None = None,
+    ) -> Awaitable[Disposition]: ...
 
 
-async def handle_ingest(res: Resources, body: str) -> Disposition:
-    """An S3 notification: stage every object it names."""
+async def handle_ingest(
+    res: Resources, body: str, *, stop_at: float | None = None, land_by: float | None = None
+) -> Disposition:
+    """An S3 notification: stage every object it names (no more rows past ``stop_at``, and
+    what is in flight landed by ``land_by``)."""
     try:
         refs = parse_message_body(body)
     except PoisonMessageError as exc:
@@ -50,15 +67,20 @@ async def handle_ingest(res: Resources, body: str) -> Disposition:
     if not refs:
         log.info("test event or no ObjectCreated records; acknowledged")
         return DELETE
-    results = [await process_object(res, ref) for ref in refs]
+    results = [await process_object(res, ref, stop_at=stop_at, land_by=land_by) for ref in refs]
     if all(result.outcome.settled for result in results):
         return DELETE
+    if any(result.outcome is Outcome.PAUSED for result in results):
+        return Disposition(Action.CONTINUE, "paused at the deadline")
     busy = [r.retry_after or 0.0 for r in results if r.outcome is Outcome.BUSY]
     return Disposition(Action.RETRY, "not finished", not_before=max(busy, default=0.0))
 
 
-async def handle_validation(res: Resources, body: str) -> Disposition:
-    """A validation job: validate the upload it names."""
+async def handle_validation(
+    res: Resources, body: str, *, stop_at: float | None = None, land_by: float | None = None
+) -> Disposition:
+    """A validation job: validate the upload it names (``stop_at`` and ``land_by`` are not
+    used: a run cut short is simply retried)."""
     upload_id = job_upload_id(body)
     if upload_id is None:
         return Disposition(Action.DEAD_LETTER, 'not a validation job: expected {"upload_id": ...}')
@@ -78,6 +100,9 @@ async def handle_validation(res: Resources, body: str) -> Disposition:
     return DELETE
 
 
-def handler_for(body: str) -> Handler:
-    """Lambda reads both queues: a validation job names an ``upload_id``."""
-    return handle_validation if job_upload_id(body) is not None else handle_ingest
+def handler_for(body: str, settings: Settings) -> tuple[Handler, str | None]:
+    """Lambda reads both queues: a validation job names an ``upload_id``. Returns the handler
+    and the queue such a message belongs to."""
+    if job_upload_id(body) is not None:
+        return handle_validation, settings.validation_queue_url
+    return handle_ingest, settings.ingest_queue_url

@@ -1,15 +1,18 @@
 """The Lambda entry point: ``worker.runtimes.lambda_handler.handler``, same image, same pipeline.
 
-It accepts an SQS batch (bodies are S3 notifications) and returns a partial batch response,
-``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}``, listing exactly the messages to
-retry: transient failures and work that did not finish before the deadline, never the ones that
-are done or permanently rejected. It also accepts a direct S3 event and returns a summary per
-object.
+It accepts an SQS batch (S3 notifications and validation jobs) and returns a partial batch
+response, ``{"batchItemFailures": [{"itemIdentifier": messageId}, ...]}``, listing exactly the
+messages to retry (transient failures, made visible again after the backoff by the handler
+itself), never the ones that are done, permanently rejected or handed on. It also accepts a
+direct S3 event and returns a summary per object.
 
 The event loop, clients, pool and secret cache are created on the first invocation and reused
-while the container is warm. Work stops ``LAMBDA_SAFETY_MARGIN_SECONDS`` before
-``context.get_remaining_time_in_millis()`` runs out; what is cancelled is recorded ``failed``
-and reported for a retry.
+while the container is warm. ``LAMBDA_SAFETY_MARGIN_SECONDS`` before
+``context.get_remaining_time_in_millis()`` runs out, files stop writing rows: the batches in
+flight land, the checkpoint is saved, and a file that made progress is handed on in a new
+message (the original is acknowledged), so a long file goes on over as many invocations as it
+needs without using up ``maxReceiveCount``. A file that made no progress is retried with the
+backoff. What still runs half a margin later is cancelled and reported for a retry.
 
 The partial-batch logic is written here rather than taken from Powertools' batch utilities:
 it needs the deadline, the warm event loop this module keeps for the container's life, and
@@ -27,10 +30,12 @@ from typing import Any, Protocol
 
 from worker import logs
 from worker.aws.dead_letters import dead_letter
+from worker.aws.queues import hand_on
+from worker.aws.visibility import change_visibility, retry_delay
 from worker.core.events import parse_notification
 from worker.ingest.stage import process_object
 from worker.resources import Resources
-from worker.runtimes.handlers import Action, handler_for
+from worker.runtimes.handlers import Action, Disposition, handler_for
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -99,14 +104,19 @@ class LambdaApp:
         self, res: Resources, records: list[dict[str, Any]], deadline: _Deadline
     ) -> dict[str, Any]:
         slots = asyncio.Semaphore(res.settings.files_in_flight)
+        # At the deadline files stop by themselves: the batches in flight get half the safety
+        # margin to land, then the checkpoint is saved. What still runs a quarter of the
+        # margin later is cancelled.
+        margin = res.settings.lambda_safety_margin_seconds
+        grace = margin / 2
 
         async def settle(record: dict[str, Any]) -> bool:
             async with slots:
                 with logs.bind(message_id=record.get("messageId", "")):
-                    return await _settle_record(res, record)
+                    return await _settle_record(res, record, deadline.at, deadline.at + grace)
 
         tasks = {asyncio.ensure_future(settle(record)): record for record in records}
-        done, pending = await asyncio.wait(tasks, timeout=deadline.left())
+        done, pending = await asyncio.wait(tasks, timeout=deadline.left() + margin * 3 / 4)
         for task in pending:
             task.cancel()
         if pending:
@@ -145,10 +155,20 @@ class LambdaApp:
         }
 
 
-async def _settle_record(res: Resources, record: dict[str, Any]) -> bool:
-    """True when the message is done with (processed, rejected, or dead-lettered)."""
+async def _settle_record(
+    res: Resources, record: dict[str, Any], stop_at: float, land_by: float
+) -> bool:
+    """True when the message is done with for this receive: processed, rejected,
+    dead-lettered, or handed on in a new message. A message to retry is made visible again
+    after the backoff (the queue's own visibility timeout is not waited out)."""
     body = record.get("body", "")
-    disposition = await handler_for(body)(res, body)
+    handler, queue_url = handler_for(body, res.settings)
+    if time.monotonic() >= stop_at:  # its turn came too late: hand it on untouched
+        disposition = Disposition(Action.CONTINUE, "not started before the deadline")
+    else:
+        disposition = await handler(res, body, stop_at=stop_at, land_by=land_by)
+    if disposition.action is Action.DELETE:
+        return True
     if disposition.action is Action.DEAD_LETTER:
         return await dead_letter(
             res.sqs,
@@ -157,7 +177,18 @@ async def _settle_record(res: Resources, record: dict[str, Any]) -> bool:
             message_id=record.get("messageId", ""),
             reason=disposition.reason,
         )
-    return disposition.action is Action.DELETE
+    if disposition.action is Action.CONTINUE and await hand_on(res.sqs, queue_url, body):
+        return True
+    receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    delay = retry_delay(
+        receives,
+        base=res.settings.retry_backoff_seconds,
+        cap=res.settings.retry_backoff_max_seconds,
+        not_before=disposition.not_before,
+    )
+    if queue_url and record.get("receiptHandle"):
+        await change_visibility(res.sqs, queue_url, record["receiptHandle"], delay)
+    return False
 
 
 logs.configure()

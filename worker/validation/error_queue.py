@@ -7,7 +7,6 @@ deduplicate (a worker that dies between sending and recording can send a row twi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
@@ -20,6 +19,7 @@ from tenacity import (
 )
 
 from worker.aws.errors import error_code
+from worker.aws.queues import batches
 from worker.core.errors import TransientError
 from worker.core.limits import PREVIEW_CELL_CHARS, SQS_MESSAGE_BYTES, preview
 from worker.validation.judge import Verdict
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import SendMessageBatchRequestEntryTypeDef
 
-MAX_BATCH = 10
 # A body, leaving room for its attributes within one SQS message.
 MAX_BODY_BYTES = SQS_MESSAGE_BYTES - 4_096
 
@@ -71,37 +70,12 @@ def _plain(data: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if isinstance(v, Decimal) else v for k, v in data.items()}
 
 
-def entry_bytes(entry: dict[str, Any]) -> int:
-    """An entry's size as SQS counts it: the body, and each attribute's name, type and value."""
-    size = len(entry["MessageBody"].encode())
-    for name, attribute in entry.get("MessageAttributes", {}).items():
-        size += len(name.encode()) + len(attribute["DataType"].encode())
-        size += len(attribute.get("StringValue", "").encode())
-    return size
-
-
-def batches(messages: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """The messages in SendMessageBatch calls: at most ``MAX_BATCH`` entries and
-    ``SQS_MESSAGE_BYTES`` in all per call."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for message in messages:
-        length = entry_bytes(message)
-        if batch and (len(batch) == MAX_BATCH or size + length > SQS_MESSAGE_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(message)
-        size += length
-    if batch:
-        yield batch
-
-
 class _Unsent(Exception):
     pass
 
 
 async def send_errors(
-    sqs: SQSClient, queue_url: str, messages: list[dict[str, Any]], *, max_attempts: int
+    sqs: SQSClient, queue_url: str, messages: list[dict[str, Any]], *, max_attempts: int = 8
 ) -> None:
     """Send them in :func:`batches`, re-sending only the entries that failed; what is still
     unsent after ``max_attempts`` is a :class:`TransientError`."""

@@ -102,12 +102,7 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
                 if products:
                     async with res.database.connection() as conn:
                         await upsert_products(conn, products)
-                await send_errors(
-                    res.sqs,
-                    error_queue,
-                    messages,
-                    max_attempts=res.settings.staging_max_attempts,
-                )
+                await send_errors(res.sqs, error_queue, messages)
                 for updated in updates:
                     await writer.put(updated)
         errors_csv.seek(0)
