@@ -11,6 +11,8 @@ import aioboto3
 
 from worker.core.report import report_keys
 from worker.local import stack
+from worker.postgres.products import count_from_upload
+from worker.postgres.uploads import UploadHistory
 from worker.resources import Resources
 from worker.runtimes.consumer import Consumer
 from worker.runtimes.handlers import handle_validation
@@ -61,14 +63,7 @@ async def summarise(res: Resources, uploaded: list[tuple[str, str]]) -> list[Dem
     rows = []
     async with res.database.connection() as conn:
         for what, key in uploaded:
-            record = await conn.fetchrow(
-                """SELECT h.upload_id, h.vendor_id, h.status, h.total_records, h.valid_records,
-                          h.invalid_records, h.error_message,
-                          (SELECT count(*) FROM products p WHERE p.upload_id = h.upload_id)
-                              AS products
-                   FROM upload_history h WHERE h.s3_key = $1""",
-                key,
-            )
+            record = await UploadHistory(conn).find_by_key(key)
             if record is None:
                 rows.append(DemoRow(what, key, "not processed", 0, 0, 0, 0, "", ""))
                 continue
@@ -81,7 +76,7 @@ async def summarise(res: Resources, uploaded: list[tuple[str, str]]) -> list[Dem
                     record["total_records"],
                     record["valid_records"] or 0,
                     record["invalid_records"] or 0,
-                    record["products"],
+                    await count_from_upload(conn, record["upload_id"]),
                     report_keys(record["vendor_id"], record["upload_id"])[0] if validated else "",
                     record["error_message"] or "",
                     await _row_errors(res, record["upload_id"]) if validated else (),

@@ -33,3 +33,11 @@ async def upsert_products(conn: asyncpg.Connection, records: list[tuple[Any, ...
             "staged_products", records=records, columns=PRODUCT_COLUMNS
         )
         await conn.execute(_UPSERT)
+
+
+async def count_from_upload(conn: asyncpg.Connection, upload_id: str) -> int:
+    """How many products an upload was the last to change."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM products WHERE upload_id = $1", upload_id
+    )
+    return count

@@ -335,3 +335,13 @@ class UploadHistory:
             upload_ids,
         )
         return {r["upload_id"]: f"{r['status']}: {r['error_message'] or ''}" for r in records}
+
+    async def find_by_key(self, s3_key: str) -> asyncpg.Record | None:
+        """The upload recorded for an S3 key (the demo's summary)."""
+        record: asyncpg.Record | None = await self._conn.fetchrow(
+            """SELECT upload_id, vendor_id, status, total_records, valid_records,
+                      invalid_records, error_message
+               FROM upload_history WHERE s3_key = $1""",
+            s3_key,
+        )
+        return record
