@@ -181,9 +181,8 @@ async def test_at_the_deadline_a_file_saves_its_checkpoint_and_is_handed_on(
     assert history["error_message"].startswith("paused at the invocation's deadline: rows 1-")
     assert 0 < history["checkpoint_row"] < 60_000
     assert history["lease_expires_at"] is None
-    assert [
-        m["Body"] for m in await stack.queue_messages(stack.settings.ingest_queue_url or "")
-    ] == [body]
+    queued = await stack.queue_messages(stack.settings.ingest_queue_url or "")
+    assert body in [m["Body"] for m in queued]  # beside the notification of the put itself
     items = await stack.items("UPLOAD_ACME_20240101_000001")
     assert len(items) >= history["checkpoint_row"]
 
