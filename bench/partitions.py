@@ -107,7 +107,7 @@ async def measure(bench: Bench, case: Case, data: Path) -> Result:
             env["VISIBILITY_TIMEOUT_SECONDS"] = "10"  # the killed worker's lease runs out soon
             await _kill_then_finish(bench, env, plan, case, keys)
     await bench.verify(scenario, "worker", keys)
-    attempts = await _attempts(bench, keys)
+    attempts = [attempts for _, attempts in await _history(bench, keys)]
     rows = case.rows * case.uploads
     seconds = plan.last_write_at - plan.first_write_at
     rate = rows / seconds if seconds else 0.0
@@ -156,34 +156,23 @@ async def _kill_then_finish(
         process.send_signal(signal.SIGKILL)
         await process.wait()
     # The message and the lease come back after 10 s; drain until the upload is staged.
-    while (await _statuses(bench, keys)) != ["staged"]:
+    while {status for status, _ in await _history(bench, keys)} != {"staged"}:
         if time.monotonic() > deadline:
             raise BenchError("the upload was not finished after the kill")
         await _drain(env, log_path)
 
 
-async def _statuses(bench: Bench, keys: list[str]) -> list[str]:
+async def _history(bench: Bench, keys: list[str]) -> list[tuple[str, int]]:
+    """(status, attempts) of each upload."""
     conn = await connect(bench.db)
     try:
         rows = await conn.fetch(
-            "SELECT status FROM upload_history WHERE upload_id = ANY($1::text[])",
+            "SELECT status, attempts FROM upload_history WHERE upload_id = ANY($1::text[])",
             [upload_id(key) for key in keys],
         )
     finally:
         await conn.close()
-    return sorted({row["status"] for row in rows})
-
-
-async def _attempts(bench: Bench, keys: list[str]) -> list[int]:
-    conn = await connect(bench.db)
-    try:
-        rows = await conn.fetch(
-            "SELECT attempts FROM upload_history WHERE upload_id = ANY($1::text[])",
-            [upload_id(key) for key in keys],
-        )
-    finally:
-        await conn.close()
-    return [row["attempts"] for row in rows]
+    return [(row["status"], row["attempts"]) for row in rows]
 
 
 def render(results: list[Result]) -> str:
