@@ -122,39 +122,35 @@ async def measure(bench: Bench, case: Case, data: Path) -> Result:
     )
 
 
-async def _drain(env: dict[str, str], log_path: Path) -> int:
+async def _worker(env: dict[str, str], log_path: Path, *args: str) -> asyncio.subprocess.Process:
+    """``vendor-onboarding run ARGS`` in a process of its own, logging to ``log_path``."""
     with log_path.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "worker.runtimes.cli", "run", "--drain"),
+        return await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "worker.runtimes.cli", "run", *args),
             stdout=log,
             stderr=log,
             stdin=asyncio.subprocess.DEVNULL,
             env={**os.environ, **env},
             cwd=REPO,
         )
-        return await process.wait()
+
+
+async def _drain(env: dict[str, str], log_path: Path) -> int:
+    return await (await _worker(env, log_path, "--drain")).wait()
 
 
 async def _kill_then_finish(
     bench: Bench, env: dict[str, str], plan: FaultPlan, case: Case, keys: list[str]
 ) -> None:
     log_path = bench.work / "kill.log"
-    with log_path.open("ab") as log:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "worker.runtimes.cli", "run"),
-            stdout=log,
-            stderr=log,
-            stdin=asyncio.subprocess.DEVNULL,
-            env={**os.environ, **env},
-            cwd=REPO,
-        )
-        deadline = time.monotonic() + 600
-        while len(plan.items_forwarded) < case.rows * (case.kill_at or 0):
-            if process.returncode is not None or time.monotonic() > deadline:
-                raise BenchError("the worker ended before the kill point")
-            await asyncio.sleep(0.05)
-        process.send_signal(signal.SIGKILL)
-        await process.wait()
+    process = await _worker(env, log_path)
+    deadline = time.monotonic() + 600
+    while len(plan.items_forwarded) < case.rows * (case.kill_at or 0):
+        if process.returncode is not None or time.monotonic() > deadline:
+            raise BenchError("the worker ended before the kill point")
+        await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    await process.wait()
     # The message and the lease come back after 10 s; drain until the upload is staged.
     while {status for status, _ in await _history(bench, keys)} != {"staged"}:
         if time.monotonic() > deadline:
