@@ -410,7 +410,7 @@ class Bench:
                 )
                 self.sample_items[variant] = sample["Item"]
         if variant == "worker":
-            await self._verify_worker(tag, keys, rows)
+            await self.verify_worker(tag, keys, rows)
 
     async def _existing(self, dynamodb: Any, probes: list[tuple[str, int]]) -> set[tuple[str, int]]:
         found: set[tuple[str, int]] = set()
@@ -427,7 +427,7 @@ class Bench:
                 request = response.get("UnprocessedKeys") or {}
         return found
 
-    async def _verify_worker(self, tag: str, keys: list[str], rows: int) -> None:
+    async def verify_worker(self, tag: str, keys: list[str], rows: int) -> None:
         async with self._client("sqs") as sqs:
             for name, url in (("ingest queue", self.queues.ingest), ("DLQ", self.queues.dlq)):
                 if (left := await self._queued(sqs, url)) != 0:

@@ -12,6 +12,12 @@ token bucket per key value for the table and each GSI, and runs ``vendor-onboard
 - a 40,000-row upload at 1,000 WCU/s whose worker is killed (SIGKILL) half-way, then a fresh
   worker finishes it.
 
+At 1,000 WCU/s the moto server is not the measure: on a small machine it writes fewer items a
+second than that. There the proxy stands in for DynamoDB's write path (``answer_writes``): it
+answers the writes it admits itself, after ``LATENCY`` seconds, a BatchWriteItem's usual time,
+and the check reads what it admitted instead of the table. The 200 WCU/s case and the kill
+are written to the moto server.
+
 Throughput is the rows written over the time from the first to the last write the proxy passed
 on, against the limit. "Sent again" counts the writes the worker sent more than once
 (``UnprocessedItems`` it re-sent); "writes per row" counts what reached DynamoDB (above 1 only
@@ -49,6 +55,7 @@ TARGET_AT_1000 = 0.95
 TARGET_AT_200 = 0.90
 TARGET_SENT_AGAIN = 0.10
 TARGET_WRITES_AFTER_KILL = 1.10
+LATENCY = 0.02  # seconds: the proxy's answer to an admitted BatchWriteItem
 
 
 @dataclass(frozen=True)
@@ -58,18 +65,19 @@ class Case:
     uploads: int
     wcu: int
     kill_at: float | None = None  # the share of the rows written when the worker is killed
+    answered: bool = False  # the proxy answers the writes it admits (see above)
 
 
 FULL = (
-    Case("20k rows, 1,000 WCU/s", 20_000, 1, 1_000),
+    Case("20k rows, 1,000 WCU/s", 20_000, 1, 1_000, answered=True),
     Case("20k rows, 200 WCU/s", 20_000, 1, 200),
-    Case("3 x 10k rows, one vendor, 1,000 WCU/s", 10_000, 3, 1_000),
+    Case("3 x 10k rows, one vendor, 1,000 WCU/s", 10_000, 3, 1_000, answered=True),
     Case("40k rows, 1,000 WCU/s, kill -9 at 50 %", 40_000, 1, 1_000, kill_at=0.5),
 )
 QUICK = (
-    Case("2k rows, 1,000 WCU/s", 2_000, 1, 1_000),
+    Case("2k rows, 1,000 WCU/s", 2_000, 1, 1_000, answered=True),
     Case("2k rows, 200 WCU/s", 2_000, 1, 200),
-    Case("3 x 1k rows, one vendor, 1,000 WCU/s", 1_000, 3, 1_000),
+    Case("3 x 1k rows, one vendor, 1,000 WCU/s", 1_000, 3, 1_000, answered=True),
     Case("4k rows, 1,000 WCU/s, kill -9 at 50 %", 4_000, 1, 1_000, kill_at=0.5),
 )
 
@@ -97,7 +105,7 @@ async def measure(bench: Bench, case: Case, data: Path) -> Result:
     ]
     await bench.fresh_stack()
     keys = await bench.upload(scenario.paths)
-    plan = FaultPlan(wcu_per_second=case.wcu)
+    plan = FaultPlan(wcu_per_second=case.wcu, answer_writes=case.answered, answer_latency=LATENCY)
     async with fault_proxy(bench.endpoint, plan) as proxy:
         _, env = bench._config(scenario, "worker", keys)
         env |= {"AWS_ENDPOINT_URL": proxy, "FILES_IN_FLIGHT": str(max(4, case.uploads))}
@@ -106,7 +114,11 @@ async def measure(bench: Bench, case: Case, data: Path) -> Result:
         else:
             env["VISIBILITY_TIMEOUT_SECONDS"] = "10"  # the killed worker's lease runs out soon
             await _kill_then_finish(bench, env, plan, case, keys)
-    await bench.verify(scenario, "worker", keys)
+    if case.answered:
+        _verify_admitted(plan, case, keys)
+        await bench.verify_worker(case.name, keys, case.rows)
+    else:
+        await bench.verify(scenario, "worker", keys)
     attempts = [attempts for _, attempts in await _history(bench, keys)]
     rows = case.rows * case.uploads
     seconds = plan.last_write_at - plan.first_write_at
@@ -120,6 +132,16 @@ async def measure(bench: Bench, case: Case, data: Path) -> Result:
         writes_per_row=len(plan.items_forwarded) / rows,
         attempts=attempts,
     )
+
+
+def _verify_admitted(plan: FaultPlan, case: Case, keys: list[str]) -> None:
+    """Every row of every upload was admitted, and nothing else."""
+    expected = {
+        (upload_id(key), f"REC_{number:05d}") for key in keys for number in range(1, case.rows + 1)
+    }
+    if plan.written != expected:
+        missing, extra = len(expected - plan.written), len(plan.written - expected)
+        raise BenchError(f"{case.name}: {missing} rows never written, {extra} writes not rows")
 
 
 async def _worker(env: dict[str, str], log_path: Path, *args: str) -> asyncio.subprocess.Process:
@@ -244,11 +266,15 @@ async def run(args: argparse.Namespace) -> int:
         bench = Bench(work, db)
         try:
             for case in QUICK if args.quick else FULL:
+                if args.only and args.only not in case.name:
+                    continue
                 print(f"  {case.name} …", file=sys.stderr, flush=True)
                 results.append(await measure(bench, case, work))
         finally:
             bench.stop_server()
     print(render(results))
+    if len(results) < len(FULL):
+        return 0
     print()
     goals = targets(results)
     width = max(len(name) for name, _, _ in goals)
@@ -262,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench.partitions", description=(__doc__ or "").split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small files: a smoke run")
+    parser.add_argument("--only", help="the cases whose name contains this text (no targets)")
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--work-dir", type=Path, help="keep the files and logs here")
     return asyncio.run(run(parser.parse_args(argv)))

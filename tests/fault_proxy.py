@@ -6,10 +6,16 @@ The partition limit is a token bucket per key value, for the table (``upload_id`
 GSI (``VendorIndex``: ``vendor_id``; ``StatusIndex``: ``upload_id``), refilled at
 ``wcu_per_second`` with one second of burst; a write costs one unit per KB. A write whose
 buckets are short comes back in ``UnprocessedItems``; a call none of whose writes fit is a
-``ProvisionedThroughputExceededException``, as DynamoDB answers."""
+``ProvisionedThroughputExceededException``, as DynamoDB answers.
+
+With ``answer_writes`` the proxy stands in for DynamoDB's write path under a partition limit:
+the writes it admits are answered here, after ``answer_latency`` seconds, instead of being
+passed on. The benchmarks use it where the limit measured is above what the moto server
+writes a second on a small machine."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -36,10 +42,13 @@ class FaultPlan:
     throttle_all: bool = False
     throttle_matching: str | None = None  # throttle the calls whose body contains this text
     wcu_per_second: float = 0.0  # a per-partition limit (0: none)
+    answer_writes: bool = False  # answer admitted writes here (with wcu_per_second only)
+    answer_latency: float = 0.0  # seconds, before each answer
     calls: int = 0
     throttled: int = 0
     partial: int = 0
-    items_forwarded: list[str] = field(default_factory=list)
+    items_forwarded: list[str] = field(default_factory=list)  # record ids written, in order
+    written: set[tuple[str, str]] = field(default_factory=set)  # (upload id, record id)
     # Every PutRequest received, by upload and record id: above 1, an item sent again.
     items_received: Counter[str] = field(default_factory=Counter)
     # time.monotonic() of the first and the last write passed on to DynamoDB.
@@ -116,15 +125,17 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
                     return _throttled()
                 if refused:
                     plan.partial += 1
+                if plan.answer_writes:
+                    await asyncio.sleep(plan.answer_latency)
+                    _record(plan, admitted)
+                    return _unprocessed(table, refused)
+                if refused:
                     document["RequestItems"][table] = admitted
                     response = await forward(request, json.dumps(document).encode())
                     if response.status != 200:
                         return response
                     _record(plan, admitted)
-                    return web.json_response(
-                        {"UnprocessedItems": {table: refused}},
-                        content_type="application/x-amz-json-1.0",
-                    )
+                    return _unprocessed(table, refused)
             if (
                 plan.unprocessed_every
                 and plan.calls % plan.unprocessed_every == 0
@@ -137,10 +148,7 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
                 if response.status != 200:
                     return response
                 _record(plan, requests[:half])
-                return web.json_response(
-                    {"UnprocessedItems": {table: requests[half:]}},
-                    content_type="application/x-amz-json-1.0",
-                )
+                return _unprocessed(table, requests[half:])
             response = await forward(request, body)
             if response.status == 200:
                 for requests in document["RequestItems"].values():
@@ -171,6 +179,13 @@ def _throttled() -> web.Response:
     )
 
 
+def _unprocessed(table: str, requests: list[dict[str, Any]]) -> web.Response:
+    return web.json_response(
+        {"UnprocessedItems": {table: requests} if requests else {}},
+        content_type="application/x-amz-json-1.0",
+    )
+
+
 def _record(plan: FaultPlan, requests: list[dict[str, Any]]) -> None:
     now = time.monotonic()
     plan.first_write_at = plan.first_write_at or now
@@ -178,4 +193,6 @@ def _record(plan: FaultPlan, requests: list[dict[str, Any]]) -> None:
     for request in requests:
         put = request.get("PutRequest")
         if isinstance(put, dict):
-            plan.items_forwarded.append(put["Item"]["record_id"]["S"])
+            item = put["Item"]
+            plan.items_forwarded.append(item["record_id"]["S"])
+            plan.written.add((item["upload_id"]["S"], item["record_id"]["S"]))

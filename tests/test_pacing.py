@@ -85,3 +85,25 @@ async def test_acquire_waits_for_room_and_a_release_makes_it() -> None:
     pacer.release()
     await asyncio.wait_for(pacer.acquire(25), timeout=1)
     assert pacer.in_flight == 2
+
+
+def test_writers_sharing_a_partition_fill_it_and_drift_towards_equal_shares() -> None:
+    """Two paced writers on one 1,000-a-second partition, one starting at four times the
+    other's rate: each 10 ms both send at their rates; what the partition cannot take is
+    turned back (both see the throttle), the rest lands."""
+    clock = Clock()
+    writers = [Pacer(16, clock), Pacer(16, clock)]
+    writers[0].rate, writers[1].rate = 160.0, 640.0
+    capacity, step, landed = 1_000.0, 0.01, 0.0
+    for _ in range(6_000):  # a minute
+        clock.now += step
+        wanted = [(w.rate or 0.0) * step for w in writers]
+        share = min(1.0, capacity * step / sum(wanted))
+        for writer, items in zip(writers, wanted, strict=True):
+            writer.landed(round(items * share))
+            landed += items * share
+            if share < 1.0:
+                writer.throttled(writer.generation)
+    rates = [w.rate or 0.0 for w in writers]
+    assert landed >= 0.9 * capacity * 60
+    assert min(rates) / max(rates) > 0.5  # from 0.25

@@ -9,8 +9,10 @@ over the last second. From then on, additive increase and multiplicative decreas
 connection: a throttle multiplies the rate by ``DECREASE`` (at most once a ``HOLD``, and not
 for requests sent before the last decrease: that is the same congestion), and every landed
 write adds ``INCREASE`` of itself, an increase that doubles for every further second without a
-throttle (up to ``MAX_BOOST``), so a rate set too low recovers in seconds. Writers that share a
-partition settle on a fair share of it.
+throttle (up to ``MAX_BOOST``), so a rate set too low recovers in seconds (a writer left alone
+on a partition when the others finish takes it over within a few seconds). The increase also
+has a part that does not grow with the rate (``ADDITIVE`` a second): with it, writers that
+share a partition drift towards equal shares of it, as under TCP's additive increase.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from collections import deque
 from collections.abc import Callable
 
 INCREASE = 0.02  # of each landed write, added to the rate (about 2 % a second)
-MAX_BOOST = 4  # the increase doubles per second without a throttle, up to this many times
+MAX_BOOST = 16  # the increase doubles per second without a throttle, up to this many times
+ADDITIVE = 20.0  # items a second, added to the rate every second
 DECREASE = 0.85  # the rate is multiplied by it on a throttle
 HOLD = 1.0  # seconds: at most one decrease in this long
 MIN_RATE = 10.0  # items a second
@@ -40,6 +43,7 @@ class Pacer:
         self._cut_at = -HOLD
         self._boost = 1
         self._boost_at = clock()
+        self._increased_at = self._boost_at
         self._delivered: deque[tuple[float, int]] = deque()  # (when, items) that landed
         self._sent: deque[tuple[float, int]] = deque()  # ... that were sent, before pacing
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -93,7 +97,8 @@ class Pacer:
             return
         if now - self._boost_at >= 1.0:
             self._boost, self._boost_at = min(MAX_BOOST, self._boost * 2), now
-        self.rate += INCREASE * items * self._boost
+        self.rate += INCREASE * items * self._boost + ADDITIVE * (now - self._increased_at)
+        self._increased_at = now
 
     def throttled(self, sent_in: int) -> None:
         """A request sent in generation ``sent_in`` had writes turned back."""
@@ -110,5 +115,5 @@ class Pacer:
         else:  # and never above what got through since (the overshoot is gone at once)
             self.rate = max(MIN_RATE, min(self.rate * DECREASE, max(delivered, self.rate / 2)))
         self.generation += 1
-        self._cut_at = now
+        self._cut_at = self._increased_at = now
         self._boost, self._boost_at = 1, now
