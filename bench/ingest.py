@@ -370,7 +370,8 @@ class Bench:
             "DLQ_URL": self.queues.dlq,
             "RDS_SECRET_NAME": self.names.secret,
             "RECEIVE_WAIT_SECONDS": "1",
-            "FILES_IN_FLIGHT": "8" if scenario.files > 1 else "4",
+            # Files of a few rows: a deployment for them would take more at once.
+            "FILES_IN_FLIGHT": "16" if scenario.files > 1 else "4",
             "BATCHES_IN_FLIGHT": str(BATCHES_IN_FLIGHT),
             "VISIBILITY_TIMEOUT_SECONDS": str(self.names.visibility_timeout),
             "HEALTH_PORT": "0",
@@ -706,13 +707,14 @@ def _environment() -> dict[str, Any]:
 # -- main ------------------------------------------------------------------------------------
 
 
-def scenarios(sizes: Sizes, data: Path) -> list[Scenario]:
+def scenarios(sizes: Sizes, data: Path, only: list[str] | None = None) -> list[Scenario]:
     plan = [
         Scenario("rows", sizes.big_rows, 1, VARIANTS),
         Scenario("files", sizes.file_rows, sizes.files, VARIANTS),
         Scenario("rss_small", sizes.small_rows, 1, ("tutorial", "worker")),
         Scenario("rss_large", sizes.large_rows, 1, ("tutorial", "worker")),
     ]
+    plan = [scenario for scenario in plan if not only or scenario.name in only]
     for number, scenario in enumerate(plan):
         for index in range(scenario.files):
             path = data / f"{scenario.name}_{index:04d}.csv"
@@ -750,7 +752,7 @@ async def run(args: argparse.Namespace) -> int:
                 await conn.close()
             bench = Bench(work, db)
             print(f"work directory {work}; writing the CSV files …", file=sys.stderr)
-            for scenario in scenarios(sizes, work / "data"):
+            for scenario in scenarios(sizes, work / "data", args.only):
                 for variant in scenario.variants:
                     print(f"  {scenario.name:<9} {variant:<8}", end="", file=sys.stderr, flush=True)
                     runs.append(await bench.measure(scenario, variant))
@@ -790,6 +792,12 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url",
         default=DEFAULT_DATABASE_URL,
         help=f"PostgreSQL server to create the {DATABASE!r} database on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=("rows", "files", "rss_small", "rss_large"),
+        help="run these scenarios only (the targets of the others show as not measured)",
     )
     parser.add_argument(
         "--output",

@@ -34,6 +34,10 @@ DRAIN_WAIT_SECONDS = 2
 MAX_RECEIVE = 10
 # The loop goes round at least this often while every slot is busy (liveness).
 LOOP_TICK_SECONDS = 5
+# Receives that may be under way at once: while one waits for SQS's answer, a slot that comes
+# free is filled by the next (on files of a few rows, one receive at a time would leave slots
+# idle for a round trip each).
+RECEIVERS = 2
 
 
 async def check_resources(res: Resources, *queue_urls: str) -> None:
@@ -92,47 +96,49 @@ class Consumer:
 
     async def run(self, *, drain: bool = False) -> None:
         async with Acknowledger(self._res.sqs, self._queue_url) as self._acks:
-            await self._run(drain=drain)
+            try:
+                async with asyncio.TaskGroup() as receivers:
+                    for _ in range(RECEIVERS):
+                        receivers.create_task(self._receive_loop(drain=drain))
+            finally:
+                await self._finish_in_flight()
 
-    async def _run(self, *, drain: bool) -> None:
+    async def _receive_loop(self, *, drain: bool) -> None:
         wait = min(self._settings.receive_wait_seconds, DRAIN_WAIT_SECONDS) if drain else None
         failures = 0
-        try:
-            while not self._stopping.is_set():
-                self.last_turn = time.monotonic()
-                slots = await self._take_slots()
-                if not slots:
-                    continue  # every slot still busy: look again (the loop stays live)
-                if self._stopping.is_set():  # asked while waiting for a slot: no new receive
-                    self._release(slots)
+        while not self._stopping.is_set():
+            self.last_turn = time.monotonic()
+            slots = await self._take_slots()
+            if not slots:
+                continue  # every slot still busy: look again (the loop stays live)
+            if self._stopping.is_set():  # asked while waiting for a slot: no new receive
+                self._release(slots)
+                break
+            try:
+                messages = await self._receive(slots, wait)
+            except (ClientError, BotoCoreError) as exc:
+                self._release(slots)
+                failures += 1
+                delay = min(2.0**failures, 30.0)
+                log.warning(
+                    "receive failed; retrying",
+                    extra={"error": error_code(exc), "retry_in_seconds": delay},
+                )
+                await self._sleep_unless_stopped(delay)
+                continue
+            failures = 0
+            self._release(slots - len(messages))
+            if self._stopping.is_set():
+                await self._hand_back(messages)
+                break
+            for message in messages:
+                self._start(message)
+            if not messages and drain:
+                if not self._tasks:
                     break
-                try:
-                    messages = await self._receive(slots, wait)
-                except (ClientError, BotoCoreError) as exc:
-                    self._release(slots)
-                    failures += 1
-                    delay = min(2.0**failures, 30.0)
-                    log.warning(
-                        "receive failed; retrying",
-                        extra={"error": error_code(exc), "retry_in_seconds": delay},
-                    )
-                    await self._sleep_unless_stopped(delay)
-                    continue
-                failures = 0
-                self._release(slots - len(messages))
-                if self._stopping.is_set():
-                    await self._hand_back(messages)
-                    break
-                for message in messages:
-                    self._start(message)
-                if not messages and drain:
-                    if not self._tasks:
-                        break
-                    await asyncio.wait(
-                        self._tasks, timeout=LOOP_TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED
-                    )
-        finally:
-            await self._finish_in_flight()
+                await asyncio.wait(
+                    self._tasks, timeout=LOOP_TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED
+                )
 
     async def _take_slots(self) -> int:
         """Wait (a few seconds at most) for a free slot, then take every other free one, up to
