@@ -2,10 +2,31 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from worker.core.errors import ConfigurationError
+
+# Fields botocore resolves itself from the environment: AWS_ENDPOINT_URL and the per-service
+# AWS_ENDPOINT_URL_<SERVICE> (which an explicit endpoint would override) are left to it.
+_LEFT_TO_BOTOCORE = frozenset({"aws_endpoint_url"})
+
+
+class _Environment(EnvSettingsSource):
+    """The process environment, minus the variables botocore reads itself."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in _LEFT_TO_BOTOCORE:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
 
 
 class Settings(BaseSettings):
@@ -13,8 +34,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    aws_region: str = "us-east-1"
-    # botocore's own variable: points every client at a local stack when set.
+    # The region of every client. Unset: botocore's chain (AWS_DEFAULT_REGION, the profile).
+    aws_region: str | None = None
+    # An endpoint for every client, given in code (the local stack, tests). Never read from the
+    # environment: botocore reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> itself.
     aws_endpoint_url: str | None = None
 
     ingest_queue_url: str | None = None
@@ -48,6 +71,17 @@ class Settings(BaseSettings):
     db_pool_max_size: int = Field(default=8, ge=1)
     startup_attempts: int = Field(default=5, ge=1)
     s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096, le=1024 * 1024)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings
 
     def require_ingest_queue(self) -> str:
         if not self.ingest_queue_url:
