@@ -40,6 +40,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "RECEIVE_WAIT_SECONDS": "0",
         "STARTUP_ATTEMPTS": "1",
         "HEALTH_PORT": "0",
+        "DATABASE_SSL_MODE": settings.database_ssl_mode,
     }
 
 

@@ -17,7 +17,7 @@ from worker import logs
 from worker.aws.metrics import MetricsPublisher
 from worker.aws.wire import send_wire_format
 from worker.core.errors import ConfigurationError
-from worker.postgres.database import Database, SecretCache
+from worker.postgres.database import Database, SecretCache, database_tls
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -132,7 +132,10 @@ class Resources:
             cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
             database = await stack.enter_async_context(
                 Database.open(
-                    cache, max_size=settings.db_pool_max_size, attempts=settings.startup_attempts
+                    cache,
+                    max_size=settings.db_pool_max_size,
+                    attempts=settings.startup_attempts,
+                    tls=database_tls(settings.database_ssl_mode, settings.database_ssl_root_cert),
                 )
             )
             metrics = await stack.enter_async_context(

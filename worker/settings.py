@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 from pydantic.fields import FieldInfo
@@ -18,6 +19,9 @@ from worker.core.errors import ConfigurationError
 # Fields botocore resolves itself from the environment: AWS_ENDPOINT_URL and the per-service
 # AWS_ENDPOINT_URL_<SERVICE> (which an explicit endpoint would override) are left to it.
 _LEFT_TO_BOTOCORE = frozenset({"aws_endpoint_url"})
+
+# libpq's sslmode names (DATABASE_SSL_MODE).
+SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
 
 class _Environment(EnvSettingsSource):
@@ -67,6 +71,10 @@ class Settings(BaseSettings):
     health_port: int = Field(default=8080, ge=0, le=65535)
     # Lambda: stop this long before the invocation's time runs out.
     lambda_safety_margin_seconds: float = Field(default=10.0, ge=0)
+    # TLS to PostgreSQL (libpq's sslmode names). verify-full checks the server's certificate
+    # against DATABASE_SSL_ROOT_CERT (the RDS CA bundle in the image) and its host name.
+    database_ssl_mode: SslMode = "verify-full"
+    database_ssl_root_cert: Path = Path("/etc/ssl/certs/rds-global-bundle.pem")
     secret_ttl_seconds: float = Field(default=300.0, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
     startup_attempts: int = Field(default=5, ge=1)

@@ -69,6 +69,8 @@ def stack_settings(
         "dynamodb_table": names.table,
         "rds_secret_name": names.secret,
         "visibility_timeout_seconds": names.visibility_timeout,
+        # A local PostgreSQL: TLS when it offers it, nothing verified.
+        "database_ssl_mode": "prefer",
     }
     return Settings(**(values | overrides))
 

@@ -65,6 +65,7 @@ async def up(database_url: str | None = None, *, port: int | None = None) -> Loc
         "ERROR_QUEUE_URL": queues.errors,
         "NOTICE_TOPIC_ARN": queues.notice_topic,
         "UPLOAD_BUCKET": names.bucket,
+        "DATABASE_SSL_MODE": settings.database_ssl_mode,
     }
     (home / "env").write_text(
         "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
