@@ -74,6 +74,27 @@ async def enter_client(
         raise ConfigurationError(NO_REGION) from None
 
 
+def _database(settings: Settings, secrets: SecretsManagerClient, attempts: int) -> Any:
+    """The pool (an async context manager), its secret read with ``secrets``."""
+    cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
+    return Database.open(
+        cache,
+        max_size=settings.db_pool_max_size,
+        attempts=attempts,
+        tls=database_tls(settings.database_ssl_mode, settings.database_ssl_root_cert),
+    )
+
+
+@asynccontextmanager
+async def open_database(settings: Settings, *, attempts: int = 1) -> AsyncIterator[Database]:
+    """The pool alone (and the Secrets Manager client its secret is read with), for a command
+    that only looks something up in the database."""
+    session = await aws_session()
+    async with AsyncExitStack() as stack:
+        secrets = await enter_client(stack, session, settings, "secretsmanager")
+        yield await stack.enter_async_context(_database(settings, secrets, attempts))
+
+
 @asynccontextmanager
 async def open_sqs(settings: Settings) -> AsyncIterator[SQSClient]:
     """An SQS client alone, for the operator commands that only look at or move messages
@@ -129,14 +150,8 @@ class Resources:
             send_wire_format(item_writes)
             secrets = await client("secretsmanager")
             cloudwatch = await client("cloudwatch")
-            cache = SecretCache(secrets, settings.rds_secret_name, settings.secret_ttl_seconds)
             database = await stack.enter_async_context(
-                Database.open(
-                    cache,
-                    max_size=settings.db_pool_max_size,
-                    attempts=settings.startup_attempts,
-                    tls=database_tls(settings.database_ssl_mode, settings.database_ssl_root_cert),
-                )
+                _database(settings, secrets, settings.startup_attempts)
             )
             metrics = await stack.enter_async_context(
                 MetricsPublisher(

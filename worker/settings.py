@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -81,6 +82,15 @@ class Settings(BaseSettings):
     s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096, le=1024 * 1024)
 
     @classmethod
+    def from_environment(cls) -> Self:
+        """The settings of this process. A value that does not parse is a
+        :class:`ConfigurationError` naming the variable, in one line."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigurationError(describe_invalid(exc)) from None
+
+    @classmethod
     def settings_customise_sources(
         cls,
         settings_cls: type[BaseSettings],
@@ -105,3 +115,19 @@ class Settings(BaseSettings):
         if not self.dlq_url:
             raise ConfigurationError("DLQ_URL is not set")
         return self.dlq_url
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """``invalid setting FILES_IN_FLIGHT=0: should be greater than or equal to 1`` (several
+    joined by ``;``), rather than pydantic's report."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        value = error.get("input")
+        shown = f"={shlex.quote(value[:80])}" if isinstance(value, str) else ""
+        message = str(error["msg"])
+        message = message.removeprefix("Input ").removeprefix("Value error, ")
+        problems.append(f"{name}{shown}: {message[:1].lower()}{message[1:]}")
+    return ("invalid setting " if len(problems) == 1 else "invalid settings: ") + "; ".join(
+        problems
+    )
