@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
     # The health endpoint (GET /healthz/live, /healthz/ready); 0 turns it off.
     health_port: int = Field(default=8080, ge=0, le=65535)
+    # ECS: the agent's endpoint (set by ECS itself). While files are in flight the task is
+    # protected from scale-in for this long, renewed halfway; lifted when idle.
+    ecs_agent_uri: str | None = None
+    task_protection_minutes: int = Field(default=60, ge=1, le=2880)
     # Lambda: stop this long before the invocation's time runs out.
     lambda_safety_margin_seconds: float = Field(default=10.0, ge=0)
     # TLS to PostgreSQL (libpq's sslmode names). verify-full checks the server's certificate

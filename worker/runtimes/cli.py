@@ -37,6 +37,7 @@ def _settings() -> Any:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from worker.aws.task_protection import TaskProtection
     from worker.resources import Resources
     from worker.runtimes.consumer import Consumer, check_resources
     from worker.runtimes.handlers import handle_validation
@@ -44,10 +45,15 @@ async def _run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     queue_url = settings.require_ingest_queue()
-    async with Resources.open(settings) as res:
+    async with (
+        Resources.open(settings) as res,
+        TaskProtection.open(
+            settings.ecs_agent_uri, minutes=settings.task_protection_minutes
+        ) as protection,
+    ):
         validation_queue = settings.validation_queue_url
         await check_resources(res, queue_url, *([validation_queue] if validation_queue else []))
-        consumers = [Consumer(res)]
+        consumers = [Consumer(res, protection=protection)]
         if validation_queue:
             consumers.append(
                 Consumer(
@@ -55,6 +61,7 @@ async def _run(args: argparse.Namespace) -> int:
                     queue_url=validation_queue,
                     handler=handle_validation,
                     capacity=settings.validations_in_flight,
+                    protection=protection,
                 )
             )
 
