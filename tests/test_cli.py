@@ -284,17 +284,19 @@ def test_migrate_is_idempotent(stack: Stack) -> None:
     assert result.stdout.strip() == "schema is up to date"
 
 
-def database_url(credentials: DatabaseCredentials) -> str:
+def database_url(credentials: DatabaseCredentials, dbname: str = "postgres") -> str:
     if credentials.host.startswith("/"):
-        return f"postgresql://{credentials.username}@/postgres?host={credentials.host}"
-    return f"postgresql://{credentials.username}@{credentials.host}:{credentials.port}/postgres"
+        return f"postgresql://{credentials.username}@/{dbname}?host={credentials.host}"
+    return f"postgresql://{credentials.username}@{credentials.host}:{credentials.port}/{dbname}"
 
 
-def test_demo_runs_the_flow_end_to_end(tmp_path: Path, pg_server: DatabaseCredentials) -> None:
+def test_demo_runs_the_flow_end_to_end(
+    tmp_path: Path, pg_server: DatabaseCredentials, scratch_database: str
+) -> None:
     result = cli(
         "demo",
         "--database-url",
-        database_url(pg_server),
+        database_url(pg_server, scratch_database),
         env={"VENDOR_ONBOARDING_HOME": str(tmp_path / "stack")},
         timeout=180,
     )
