@@ -369,6 +369,7 @@ class Bench:
             "INGEST_QUEUE_URL": self.queues.ingest,
             "DLQ_URL": self.queues.dlq,
             "RDS_SECRET_NAME": self.names.secret,
+            "DATABASE_SSL_MODE": "prefer",  # the local PostgreSQL, as the local stack sets it
             "RECEIVE_WAIT_SECONDS": "1",
             # Files of a few rows: a deployment for them would take more at once.
             "FILES_IN_FLIGHT": "16" if scenario.files > 1 else "4",

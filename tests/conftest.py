@@ -79,6 +79,19 @@ async def db_credentials(pg_server: DatabaseCredentials) -> AsyncIterator[Databa
         await admin.close()
 
 
+@pytest.fixture
+async def scratch_database(pg_server: DatabaseCredentials) -> AsyncIterator[str]:
+    """The name of a database that does not exist yet on the test server; dropped after the
+    test (for commands that create their own, such as ``local up``)."""
+    name = f"vo_scratch_{secrets.token_hex(4)}"
+    yield name
+    admin = await connect(pg_server)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
 @pytest.fixture(scope="session")
 async def db(db_credentials: DatabaseCredentials) -> AsyncIterator[asyncpg.Connection]:
     """A connection for the tests' own checks and set-up."""

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from tests.conftest import CANARY_PASSWORD, Stack
+import pytest
+
+from tests.conftest import CANARY_PASSWORD, Stack, s3_event
+from worker.local.servers import free_port
 from worker.postgres.database import DatabaseCredentials
+from worker.resources import NO_CREDENTIALS
 
 KEY = "uploads/ACME/ACME_20241105_093015.csv"
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
 
 
 def cli(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    unset: Sequence[str] = (),
 ) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in unset}
     return subprocess.run(
         [sys.executable, "-m", "worker.runtimes.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**environ, **(env or {})},
         check=False,
     )
 
@@ -40,6 +50,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "RECEIVE_WAIT_SECONDS": "0",
         "STARTUP_ATTEMPTS": "1",
         "HEALTH_PORT": "0",
+        "DATABASE_SSL_MODE": settings.database_ssl_mode,
     }
 
 
@@ -56,6 +67,174 @@ def test_a_usage_error_exits_2() -> None:
 
     assert result.returncode == 2
     assert "invalid choice: 'frobnicate'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("run", ["Run the worker", "required: INGEST_QUEUE_URL", "RDS_SECRET_NAME"]),
+        ("migrate", ["Apply the schema migrations", "RDS_SECRET_NAME", "DATABASE_SSL_MODE"]),
+        ("uploads", ["List the most recent uploads", "RDS_SECRET_NAME"]),
+        ("healthcheck", ["whether it is live", "HEALTH_PORT (unless --port is given)"]),
+        ("dlq", ["consume nothing", "required: DLQ_URL; redrive also INGEST_QUEUE_URL"]),
+        ("validate", ["Run the validation stage", "VALIDATION_QUEUE_URL, ERROR_QUEUE_URL"]),
+        ("reprocess", ["Stage one S3 object now", "RDS_SECRET_NAME"]),
+        ("local", ["start a moto server", "no settings", "VENDOR_ONBOARDING_HOME"]),
+        ("demo", ["upload four sample files", "no settings", "VENDOR_ONBOARDING_HOME"]),
+    ],
+)
+def test_every_command_says_what_it_does_and_what_it_needs(command: str, says: list[str]) -> None:
+    result = cli(command, "--help")
+
+    assert result.returncode == 0, result.stderr
+    text = " ".join(result.stdout.split())
+    assert f"usage: vendor-onboarding {command}" in text
+    assert "settings (environment variables; README.md, Configuration):" in text
+    for phrase in says:
+        assert phrase in text
+
+
+def test_version() -> None:
+    result = cli("--version")
+
+    assert result.returncode == 0
+    assert result.stdout == f"vendor-onboarding {importlib.metadata.version('vendor-onboarding')}\n"
+
+
+def test_an_invalid_setting_is_one_readable_line() -> None:
+    result = cli("run", "--drain", env={"FILES_IN_FLIGHT": "0"})
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: invalid setting FILES_IN_FLIGHT=0: should be greater than or equal to 1\n"
+    )
+
+
+def test_several_invalid_settings_are_still_one_line() -> None:
+    result = cli("migrate", env={"FILES_IN_FLIGHT": "many", "DATABASE_SSL_MODE": "on"})
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "error: invalid settings: FILES_IN_FLIGHT=many: should be a valid integer, unable to "
+        "parse string as an integer; DATABASE_SSL_MODE=on: should be 'disable', 'prefer', "
+        "'require', 'verify-ca' or 'verify-full'\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--log-level", "debug", "healthcheck", "--port", "{port}"],
+        ["healthcheck", "--port", "{port}", "--log-level", "debug"],
+    ],
+)
+def test_the_log_level_goes_before_or_after_the_command(args: list[str]) -> None:
+    port = str(free_port())  # nobody listens: the check fails (1), the arguments are fine
+    result = cli(*(arg.format(port=port) for arg in args))
+
+    assert result.returncode == 1
+    assert f"127.0.0.1:{port}/healthz/live" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["--log-level", "loud", "migrate"], ["migrate", "--log-level", "loud"]]
+)
+def test_an_unknown_log_level_is_a_usage_error(args: list[str]) -> None:
+    result = cli(*args)
+
+    assert result.returncode == 2
+    assert (
+        "argument --log-level: invalid choice: 'LOUD' "
+        "(choose from 'DEBUG', 'INFO', 'WARNING', 'ERROR')" in result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["uploads", "--limit", "abc"],
+            "argument --limit: expected a whole number of at least 1, got 'abc'",
+        ),
+        (
+            ["dlq", "peek", "--limit", "0"],
+            "argument --limit: expected a whole number of at least 1, got '0'",
+        ),
+        (
+            ["healthcheck", "--port", "http"],
+            "argument --port: expected a port number (0-65535), got 'http'",
+        ),
+        (
+            ["healthcheck", "--timeout", "soon"],
+            "argument --timeout: expected a number of seconds above 0, got 'soon'",
+        ),
+        (
+            ["local", "up", "--port", "99999"],
+            "argument --port: expected a port number (0-65535), got '99999'",
+        ),
+    ],
+)
+def test_a_bad_value_is_described_without_internal_names(args: list[str], says: str) -> None:
+    result = cli(*args)
+
+    assert result.returncode == 2
+    assert says in result.stderr
+    assert "invalid" not in result.stderr
+    assert "_positive" not in result.stderr
+
+
+NO_AWS_FILES = {
+    "AWS_CONFIG_FILE": "/nonexistent/config",
+    "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def test_missing_aws_credentials_are_a_configuration_error_at_once(stack: Stack) -> None:
+    result = cli(
+        "migrate",
+        env={**stack_env(stack), **NO_AWS_FILES, "STARTUP_ATTEMPTS": "5"},
+        unset=("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"),
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == f"error: {NO_CREDENTIALS}\n"
+
+
+def test_a_missing_secret_is_a_configuration_error_at_once(stack: Stack) -> None:
+    result = cli(
+        "migrate",
+        env={**stack_env(stack), "RDS_SECRET_NAME": "no/such/secret", "STARTUP_ATTEMPTS": "5"},
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == "error: secret 'no/such/secret': ResourceNotFoundException\n"
+
+
+async def test_dlq_peek_needs_sqs_alone(stack: Stack) -> None:
+    # GIVEN an S3 notification in the DLQ
+    async with stack.session_client("sqs") as sqs:
+        await sqs.send_message(
+            QueueUrl=stack.settings.dlq_url or "", MessageBody=s3_event(stack.bucket, KEY)
+        )
+
+    # WHEN only SQS can be reached: every other service points at a port nobody listens on
+    result = cli(
+        "dlq",
+        "peek",
+        env={
+            **stack_env(stack),
+            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}",
+            "AWS_ENDPOINT_URL_SQS": stack.settings.aws_endpoint_url or "",
+        },
+    )
+
+    # THEN the queue is shown all the same, and the missing database is a note
+    assert result.returncode == 0, result.stderr
+    (row,) = [line for line in result.stdout.splitlines() if line.startswith("UPLOAD_ACME")]
+    assert row.startswith("UPLOAD_ACME_20241105_093015")
+    assert KEY in row
+    assert "note: upload_history not consulted (Secrets Manager unreachable" in result.stderr
 
 
 def test_run_without_a_queue_says_which_setting_is_missing() -> None:
@@ -105,17 +284,19 @@ def test_migrate_is_idempotent(stack: Stack) -> None:
     assert result.stdout.strip() == "schema is up to date"
 
 
-def database_url(credentials: DatabaseCredentials) -> str:
+def database_url(credentials: DatabaseCredentials, dbname: str = "postgres") -> str:
     if credentials.host.startswith("/"):
-        return f"postgresql://{credentials.username}@/postgres?host={credentials.host}"
-    return f"postgresql://{credentials.username}@{credentials.host}:{credentials.port}/postgres"
+        return f"postgresql://{credentials.username}@/{dbname}?host={credentials.host}"
+    return f"postgresql://{credentials.username}@{credentials.host}:{credentials.port}/{dbname}"
 
 
-def test_demo_runs_the_flow_end_to_end(tmp_path: Path, pg_server: DatabaseCredentials) -> None:
+def test_demo_runs_the_flow_end_to_end(
+    tmp_path: Path, pg_server: DatabaseCredentials, scratch_database: str
+) -> None:
     result = cli(
         "demo",
         "--database-url",
-        database_url(pg_server),
+        database_url(pg_server, scratch_database),
         env={"VENDOR_ONBOARDING_HOME": str(tmp_path / "stack")},
         timeout=180,
     )

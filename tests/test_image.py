@@ -24,6 +24,7 @@ from tests.conftest import Stack, eventually, s3_event
 from tests.test_cli import stack_env
 from tests.test_lambda import sqs_record
 from worker.runtimes.entrypoint import LAMBDA_HANDLER, command
+from worker.settings import Settings
 
 ROOT = Path(__file__).parent.parent
 BODY = "vendor_product_id,product_name,category,sku,price,stock_quantity\nP-1,Cup,K,S-1,1.00,3\n"
@@ -36,6 +37,15 @@ def test_the_dockerfile_passes_hadolint() -> None:
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_ships_the_rds_ca_bundle_where_the_settings_look_for_it() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    bundle = str(Settings.model_fields["database_ssl_root_cert"].default)
+
+    assert "https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem" in dockerfile
+    assert f"COPY --from=builder /opt/rds-global-bundle.pem {bundle}\n" in dockerfile
+    assert Settings.model_fields["database_ssl_mode"].default == "verify-full"
 
 
 @pytest.mark.parametrize(

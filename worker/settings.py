@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import shlex
+from pathlib import Path
+from typing import Any, Literal, Self
+
+from pydantic import Field, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from worker.core.errors import ConfigurationError
+
+# Fields botocore resolves itself from the environment: AWS_ENDPOINT_URL and the per-service
+# AWS_ENDPOINT_URL_<SERVICE> (which an explicit endpoint would override) are left to it.
+_LEFT_TO_BOTOCORE = frozenset({"aws_endpoint_url"})
+
+# libpq's sslmode names (DATABASE_SSL_MODE).
+SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class _Environment(EnvSettingsSource):
+    """The process environment, minus the variables botocore reads itself."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        if field_name in _LEFT_TO_BOTOCORE:
+            return None, field_name, False
+        return super().get_field_value(field, field_name)
 
 
 class Settings(BaseSettings):
@@ -13,8 +39,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
-    aws_region: str = "us-east-1"
-    # botocore's own variable: points every client at a local stack when set.
+    # The region of every client. Unset: botocore's chain (AWS_DEFAULT_REGION, the profile).
+    aws_region: str | None = None
+    # An endpoint for every client, given in code (the local stack, tests). Never read from the
+    # environment: botocore reads AWS_ENDPOINT_URL and AWS_ENDPOINT_URL_<SERVICE> itself.
     aws_endpoint_url: str | None = None
 
     ingest_queue_url: str | None = None
@@ -42,12 +70,40 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=60.0, ge=0)
     # The health endpoint (GET /healthz/live, /healthz/ready); 0 turns it off.
     health_port: int = Field(default=8080, ge=0, le=65535)
+    # ECS: the agent's endpoint (set by ECS itself). While files are in flight the task is
+    # protected from scale-in for this long, renewed halfway; lifted when idle.
+    ecs_agent_uri: str | None = None
+    task_protection_minutes: int = Field(default=60, ge=1, le=2880)
     # Lambda: stop this long before the invocation's time runs out.
     lambda_safety_margin_seconds: float = Field(default=10.0, ge=0)
+    # TLS to PostgreSQL (libpq's sslmode names). verify-full checks the server's certificate
+    # against DATABASE_SSL_ROOT_CERT (the RDS CA bundle in the image) and its host name.
+    database_ssl_mode: SslMode = "verify-full"
+    database_ssl_root_cert: Path = Path("/etc/ssl/certs/rds-global-bundle.pem")
     secret_ttl_seconds: float = Field(default=300.0, ge=0)
     db_pool_max_size: int = Field(default=8, ge=1)
     startup_attempts: int = Field(default=5, ge=1)
     s3_read_chunk_bytes: int = Field(default=256 * 1024, ge=4096, le=1024 * 1024)
+
+    @classmethod
+    def from_environment(cls) -> Self:
+        """The settings of this process. A value that does not parse is a
+        :class:`ConfigurationError` naming the variable, in one line."""
+        try:
+            return cls()
+        except ValidationError as exc:
+            raise ConfigurationError(describe_invalid(exc)) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls), dotenv_settings, file_secret_settings
 
     def require_ingest_queue(self) -> str:
         if not self.ingest_queue_url:
@@ -63,3 +119,19 @@ class Settings(BaseSettings):
         if not self.dlq_url:
             raise ConfigurationError("DLQ_URL is not set")
         return self.dlq_url
+
+
+def describe_invalid(exc: ValidationError) -> str:
+    """``invalid setting FILES_IN_FLIGHT=0: should be greater than or equal to 1`` (several
+    joined by ``;``), rather than pydantic's report."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        name = "_".join(str(part) for part in error["loc"]).upper()
+        value = error.get("input")
+        shown = f"={shlex.quote(value[:80])}" if isinstance(value, str) else ""
+        message = str(error["msg"])
+        message = message.removeprefix("Input ").removeprefix("Value error, ")
+        problems.append(f"{name}{shown}: {message[:1].lower()}{message[1:]}")
+    return ("invalid setting " if len(problems) == 1 else "invalid settings: ") + "; ".join(
+        problems
+    )

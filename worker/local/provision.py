@@ -4,6 +4,7 @@ database secret, the schema and a few vendors. Every step is idempotent."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,8 @@ def stack_settings(
         "dynamodb_table": names.table,
         "rds_secret_name": names.secret,
         "visibility_timeout_seconds": names.visibility_timeout,
+        # A local PostgreSQL: TLS when it offers it, nothing verified.
+        "database_ssl_mode": "prefer",
     }
     return Settings(**(values | overrides))
 
@@ -236,17 +239,19 @@ async def put_secret(
 async def prepare_database(
     credentials: DatabaseCredentials, dbname: str, *, vendors: bool = True
 ) -> DatabaseCredentials:
-    """Create ``dbname`` on the server if needed, migrate it and seed the demo vendors."""
-    admin = await connect(credentials)
+    """Create ``dbname`` on the server if needed, migrate it and seed the demo vendors.
+
+    The database is created from the one ``credentials`` name, or from ``postgres`` when that
+    is ``dbname`` itself (which may not exist yet)."""
+    maintenance = credentials.dbname if credentials.dbname != dbname else "postgres"
+    admin = await connect(dataclasses.replace(credentials, dbname=maintenance))
     try:
         exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", dbname)
         if not exists:
             await admin.execute(f'CREATE DATABASE "{dbname}"')
     finally:
         await admin.close()
-    target = DatabaseCredentials(
-        credentials.username, credentials.password, credentials.host, credentials.port, dbname
-    )
+    target = dataclasses.replace(credentials, dbname=dbname)
     conn = await connect(target)
     try:
         await migrations.apply(conn)

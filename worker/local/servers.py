@@ -46,12 +46,42 @@ def _answers(url: str) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie has exited: it is reaped if it is ours)."""
+    with contextlib.suppress(ChildProcessError):
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False  # our child (started by this process), now reaped
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: it answers signals, so it runs
+    return state != "Z"
+
+
+def _runs_moto(pid: int) -> bool:
+    """Whether ``pid`` is a moto server (a pid file may outlive its process, and the number be
+    reused by another): its command line names moto.server, where /proc tells."""
+    if not _pid_alive(pid):
+        return False
+    try:
+        return b"moto.server" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc on this system: trust the pid file
+    except OSError:
+        return False
+
+
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
     return True
 
 
@@ -106,16 +136,25 @@ class MotoServer:
         wait_until(ready, timeout=30, what="moto server")
         return url
 
-    def stop(self) -> bool:
+    def stop(self, *, timeout: float = 10.0) -> bool:
+        """Stop the server and return once it has exited: SIGTERM, then SIGKILL after
+        ``timeout`` seconds. False when no server was running (a stale pid file is removed)."""
         try:
             pid = int(self._pid_file.read_text())
         except (OSError, ValueError):
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
+        running = _runs_moto(pid)
+        if running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            if not _wait_for_exit(pid, timeout):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                if not _wait_for_exit(pid, 10):
+                    raise ConfigurationError(f"moto server (pid {pid}) did not exit")
         self._pid_file.unlink(missing_ok=True)
         self._port_file.unlink(missing_ok=True)
-        return True
+        return running
 
 
 @dataclass(frozen=True)
@@ -160,6 +199,11 @@ class EmbeddedPostgres:
         return True
 
 
+def database_named_in(url: str) -> str | None:
+    """The database a ``postgresql://`` URL names, or None when its path is empty."""
+    return unquote(urlsplit(url).path.lstrip("/")) or None
+
+
 def credentials_from_url(url: str) -> DatabaseCredentials:
     """``postgresql://user:password@host:port/dbname`` (``?host=/socket/dir`` allowed)."""
     parts = urlsplit(url)
@@ -171,5 +215,5 @@ def credentials_from_url(url: str) -> DatabaseCredentials:
         password=unquote(parts.password or ""),
         host=unquote(query.get("host") or parts.hostname or "127.0.0.1"),
         port=parts.port or 5432,
-        dbname=unquote(parts.path.lstrip("/")) or "postgres",
+        dbname=database_named_in(url) or "postgres",
     )

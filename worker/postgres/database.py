@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncpg
@@ -21,11 +23,15 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from worker.aws.errors import error_code
 from worker.core.errors import ConfigurationError, TransientError
+from worker.settings import SslMode
 
 if TYPE_CHECKING:
     from types_aiobotocore_secretsmanager import SecretsManagerClient
 
 log = logging.getLogger(__name__)
+
+# What asyncpg's ``ssl`` argument is given: a context that verifies, or a mode it handles.
+Tls = ssl.SSLContext | SslMode
 
 _AUTH_ERRORS = (asyncpg.InvalidAuthorizationSpecificationError,)
 _UNAVAILABLE = (
@@ -88,6 +94,35 @@ def _parse_secret(text: str) -> DatabaseCredentials | None:
         return None
 
 
+def database_tls(mode: SslMode, root_cert: Path) -> Tls:
+    """asyncpg's ``ssl`` argument for ``DATABASE_SSL_MODE``.
+
+    ``verify-full`` (production) and ``verify-ca`` verify the server's certificate against the
+    CA bundle at ``root_cert`` (the RDS bundle shipped in the image); ``verify-full`` also checks
+    that it names the host in the secret. A bundle that cannot be read is a
+    :class:`ConfigurationError` here, at start-up. ``disable``, ``prefer`` and ``require``
+    verify nothing: they are for a local database.
+    """
+    if mode not in ("verify-ca", "verify-full"):
+        return mode
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    try:
+        context.load_verify_locations(cafile=root_cert)
+    except ssl.SSLError:
+        raise ConfigurationError(
+            f"DATABASE_SSL_ROOT_CERT {str(root_cert)!r} holds no PEM CA certificate"
+        ) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(
+            f"DATABASE_SSL_ROOT_CERT {str(root_cert)!r} cannot be read ({reason}); "
+            f"DATABASE_SSL_MODE={mode} needs the CA bundle that signed the database's certificate"
+        ) from None
+    context.check_hostname = mode == "verify-full"
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class SecretCache:
     """The database credentials, read from Secrets Manager and kept for ``ttl`` seconds."""
 
@@ -124,19 +159,21 @@ class Database:
     """One asyncpg pool for the process, rebuilt once with fresh credentials after an
     authentication failure (the secret was rotated)."""
 
-    def __init__(self, secrets: SecretCache, *, max_size: int) -> None:
+    def __init__(self, secrets: SecretCache, *, max_size: int, tls: Tls = "prefer") -> None:
         self._secrets = secrets
         self._max_size = max_size
+        self._tls = tls
         self._pool: asyncpg.Pool | None = None
         self._rebuild_lock = asyncio.Lock()
 
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, secrets: SecretCache, *, max_size: int, attempts: int = 1
+        cls, secrets: SecretCache, *, max_size: int, attempts: int = 1, tls: Tls = "prefer"
     ) -> AsyncIterator[Database]:
-        """Connect eagerly (so a wrong host or password shows at start-up) and close on exit."""
-        database = cls(secrets, max_size=max_size)
+        """Connect eagerly (so a wrong host or password, or a certificate that does not verify,
+        shows at start-up) and close on exit."""
+        database = cls(secrets, max_size=max_size, tls=tls)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(TransientError),
             wait=wait_exponential(multiplier=0.5, max=8),
@@ -161,6 +198,7 @@ class Database:
         try:
             pool = await asyncpg.create_pool(
                 **credentials.connect_args(),
+                ssl=self._tls,
                 min_size=1,
                 max_size=self._max_size,
                 command_timeout=60,
@@ -169,6 +207,18 @@ class Database:
         except _AUTH_ERRORS as exc:
             raise ConfigurationError(
                 f"database {credentials!r} refused the credentials: {exc}"
+            ) from None
+        except ssl.SSLCertVerificationError as exc:
+            raise ConfigurationError(
+                f"database {credentials!r}: its certificate does not verify "
+                f"({exc.verify_message}); check DATABASE_SSL_ROOT_CERT and the host in the secret"
+            ) from None
+        except ConnectionError as exc:
+            if "rejected SSL upgrade" not in str(exc):
+                raise TransientError(f"database {credentials!r} unreachable: {exc}") from None
+            raise ConfigurationError(
+                f"database {credentials!r} does not offer TLS, which "
+                "DATABASE_SSL_MODE requires (set it to prefer or disable for a local database)"
             ) from None
         except (*_UNAVAILABLE, asyncpg.PostgresError) as exc:
             raise TransientError(f"database {credentials!r} unreachable: {exc}") from None

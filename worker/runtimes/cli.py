@@ -1,6 +1,8 @@
 """The ``vendor-onboarding`` command: the worker, migrations, the local stack and the demo.
 
-Exit codes: 0 ok, 1 the operation failed, 2 usage error.
+Exit codes: 0 ok; 1 the operation failed or the configuration is wrong (a setting missing or
+invalid, no AWS credentials, a secret that does not exist), with one ``error: ...`` line on
+stderr; 2 usage error (an unknown command, option or value on the command line).
 """
 
 from __future__ import annotations
@@ -8,16 +10,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
+import textwrap
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
-
-from pydantic import ValidationError
 
 from worker import logs
 from worker.core.errors import OnboardingError
@@ -31,10 +33,11 @@ STATUSES = ("processing", "staged", "validated", "rejected", "failed")
 def _settings() -> Any:
     from worker.settings import Settings
 
-    return Settings()
+    return Settings.from_environment()
 
 
 async def _run(args: argparse.Namespace) -> int:
+    from worker.aws.task_protection import TaskProtection
     from worker.resources import Resources
     from worker.runtimes.consumer import Consumer, check_resources
     from worker.runtimes.handlers import handle_validation
@@ -42,10 +45,15 @@ async def _run(args: argparse.Namespace) -> int:
 
     settings = _settings()
     queue_url = settings.require_ingest_queue()
-    async with Resources.open(settings) as res:
+    async with (
+        Resources.open(settings) as res,
+        TaskProtection.open(
+            settings.ecs_agent_uri, minutes=settings.task_protection_minutes
+        ) as protection,
+    ):
         validation_queue = settings.validation_queue_url
         await check_resources(res, queue_url, *([validation_queue] if validation_queue else []))
-        consumers = [Consumer(res)]
+        consumers = [Consumer(res, protection=protection)]
         if validation_queue:
             consumers.append(
                 Consumer(
@@ -53,6 +61,7 @@ async def _run(args: argparse.Namespace) -> int:
                     queue_url=validation_queue,
                     handler=handle_validation,
                     capacity=settings.validations_in_flight,
+                    protection=protection,
                 )
             )
 
@@ -195,49 +204,67 @@ async def _uploads(args: argparse.Namespace) -> int:
 
 
 async def _dlq(args: argparse.Namespace) -> int:
-    from worker.postgres.uploads import UploadHistory
-    from worker.resources import Resources
+    from worker.resources import open_sqs
     from worker.runtimes import dlq
     from worker.runtimes.text_table import render_table
 
     settings = _settings()
     dlq_url = settings.require_dlq()
-    async with Resources.open(settings) as res:
-        if args.action == "peek" or args.dry_run:
-            letters = await dlq.peek(res, dlq_url, args.limit)
-            async with res.database.connection() as conn:
-                last = await UploadHistory(conn).last_errors([d.upload_id for d in letters])
-            print(
-                render_table(
-                    ("upload_id", "key", "receives", "age", "last error"),
-                    [
-                        (
-                            d.upload_id or "-",
-                            d.key or "-",
-                            str(d.receive_count),
-                            _age(d.age_seconds),
-                            last.get(d.upload_id) or d.reason or "-",
-                        )
-                        for d in letters
-                    ],
-                )
+    if args.action == "peek" or args.dry_run:
+        async with open_sqs(settings) as sqs:
+            letters = await dlq.peek(sqs, dlq_url, args.limit)
+        last = await _last_errors(settings, [d.upload_id for d in letters])
+        print(
+            render_table(
+                ("upload_id", "key", "receives", "age", "last error"),
+                [
+                    (
+                        d.upload_id or "-",
+                        d.key or "-",
+                        str(d.receive_count),
+                        _age(d.age_seconds),
+                        last.get(d.upload_id) or d.reason or "-",
+                    )
+                    for d in letters
+                ],
             )
-            if args.action == "redrive":
-                print(f"dry run: {len(letters)} message(s) would be redriven")
-            return EXIT_OK
-        ingest_url = settings.require_ingest_queue()
-
-        def progress(moved: int) -> None:
-            print(f"\rredriven {moved} message(s)", end="", file=sys.stderr, flush=True)
-
-        moved, errors = await dlq.redrive(
-            res, dlq_url, ingest_url, limit=args.limit, progress=progress
         )
-        print(file=sys.stderr)
+        if args.action == "redrive":
+            print(f"dry run: {len(letters)} message(s) would be redriven")
+        return EXIT_OK
+    ingest_url = settings.require_ingest_queue()
+
+    def progress(moved: int) -> None:
+        print(f"\rredriven {moved} message(s)", end="", file=sys.stderr, flush=True)
+
+    async with open_sqs(settings) as sqs:
+        moved, errors = await dlq.redrive(
+            sqs, dlq_url, ingest_url, limit=args.limit, progress=progress
+        )
+    print(file=sys.stderr)
     print(f"redriven {moved} message(s) to {ingest_url}")
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     return EXIT_FAILED if errors else EXIT_OK
+
+
+async def _last_errors(settings: Any, upload_ids: list[str]) -> dict[str, str]:
+    """Each upload's last error from upload_history, when the database can be reached; a DLQ
+    can be looked at without it (the messages' own reasons are shown then)."""
+    from worker.postgres.uploads import UploadHistory
+    from worker.resources import open_database
+
+    if not any(upload_ids):
+        return {}
+    try:
+        async with open_database(settings) as database, database.connection() as conn:
+            return await UploadHistory(conn).last_errors(upload_ids)
+    except OnboardingError as exc:
+        print(
+            f"note: upload_history not consulted ({exc}); showing the messages' own reasons",
+            file=sys.stderr,
+        )
+        return {}
 
 
 def _age(seconds: float) -> str:
@@ -267,79 +294,223 @@ async def _reprocess(args: argparse.Namespace) -> int:
     return EXIT_OK if result.outcome in (Outcome.STAGED, Outcome.REJECTED) else EXIT_FAILED
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# What each command needs from the environment, for its --help.
+_AWS = "AWS credentials and region, found as by any AWS tool (AWS_ENDPOINT_URL: a local stack)"
+_DATABASE = "RDS_SECRET_NAME, DATABASE_SSL_MODE, DATABASE_SSL_ROOT_CERT (the database)"
+
+
+def _needs(*lines: str) -> str:
+    return "settings (environment variables; README.md, Configuration):\n" + "\n".join(
+        f"  {line}" for line in lines
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vendor-onboarding")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    # --log-level is accepted before and after the command; SUPPRESS keeps a command's parser
+    # from resetting a level given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default=argparse.SUPPRESS,
+        metavar="LEVEL",
+        help="DEBUG, INFO, WARNING or ERROR (default INFO)",
+    )
     parser = argparse.ArgumentParser(
         prog="vendor-onboarding",
         description="Turn vendors' product CSV uploads in S3 into catalogue data.",
+        epilog="Exit codes: 0 ok, 1 the operation failed or the configuration is wrong, "
+        "2 usage error. 'vendor-onboarding COMMAND --help' says what a command needs.",
+        parents=[common],
     )
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
+    parser.set_defaults(log_level="INFO")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="consume the ingest queue (the worker)")
+    def command(name: str, summary: str, description: str, *needs: str) -> Any:
+        return commands.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 79),
+            epilog=_needs(*needs) if needs else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common],
+        )
+
+    run = command(
+        "run",
+        "consume the ingest queue (the worker)",
+        "Run the worker: receive S3 notifications from the ingest queue and stage each file "
+        "in DynamoDB (and, with VALIDATION_QUEUE_URL, run the validation stage too), until "
+        "SIGTERM or SIGINT. Serves /healthz/live and /healthz/ready on HEALTH_PORT.",
+        "required: INGEST_QUEUE_URL",
+        _DATABASE,
+        _AWS,
+        "DYNAMODB_TABLE, DLQ_URL, METRICS_NAMESPACE",
+        "VALIDATION_QUEUE_URL with ERROR_QUEUE_URL (and NOTICE_TOPIC_ARN): the validation stage",
+        "FILES_IN_FLIGHT, BATCHES_IN_FLIGHT, VISIBILITY_TIMEOUT_SECONDS, SHUTDOWN_GRACE_SECONDS",
+        "HEALTH_PORT; ECS_AGENT_URI (set by ECS: scale-in protection while files are in flight)",
+    )
     run.add_argument(
         "--drain", action="store_true", help="exit once the queue is empty and no work is left"
     )
     run.set_defaults(handler=_run)
 
-    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate = command(
+        "migrate",
+        "apply database migrations",
+        "Apply the schema migrations (worker/postgres/migrations/*.sql) that the database "
+        "has not seen yet, in order.",
+        _DATABASE,
+        _AWS,
+    )
     migrate.set_defaults(handler=_migrate)
 
-    uploads = commands.add_parser("uploads", help="list recent uploads from upload_history")
-    uploads.add_argument("--status", choices=STATUSES)
+    uploads = command(
+        "uploads",
+        "list recent uploads from upload_history",
+        "List the most recent uploads recorded in upload_history, newest first, with their "
+        "counts and last error.",
+        _DATABASE,
+        _AWS,
+    )
+    uploads.add_argument("--status", choices=STATUSES, help="only uploads in this status")
     uploads.add_argument("--vendor", help="only this vendor's uploads")
-    uploads.add_argument("--limit", type=_positive, default=50, help="at most N rows (50)")
+    uploads.add_argument(
+        "--limit", type=_positive, default=50, metavar="N", help="at most N rows (50)"
+    )
     uploads.set_defaults(handler=_uploads)
 
-    health = commands.add_parser(
-        "healthcheck", help="ask the running worker's health endpoint (for HEALTHCHECK)"
+    health = command(
+        "healthcheck",
+        "ask the running worker's health endpoint (for HEALTHCHECK)",
+        "Ask the worker running on this host whether it is live (its receive loop turns) or "
+        "ready (the database and the queue answer); exit 0 or 1.",
+        "HEALTH_PORT (unless --port is given)",
     )
-    health.add_argument("check", nargs="?", choices=("live", "ready"), default="live")
-    health.add_argument("--port", type=int, help="default: HEALTH_PORT (8080)")
-    health.add_argument("--timeout", type=float, default=5.0)
+    health.add_argument(
+        "check", nargs="?", choices=("live", "ready"), default="live", help="(live)"
+    )
+    health.add_argument("--port", type=_port, help="default: HEALTH_PORT (8080)")
+    health.add_argument(
+        "--timeout", type=_seconds, default=5.0, metavar="SECONDS", help="(5 seconds)"
+    )
     health.set_defaults(handler=_healthcheck)
 
-    dlq = commands.add_parser("dlq", help="look at or redrive the dead-letter queue")
-    dlq.add_argument("action", choices=("peek", "redrive"))
-    dlq.add_argument("--limit", type=_positive, default=100, help="at most N messages (100)")
+    dlq = command(
+        "dlq",
+        "look at or redrive the dead-letter queue",
+        "peek: list the DLQ's messages (upload, key, receives, age, last error) and consume "
+        "nothing. redrive: move them back to the ingest queue, sending each before deleting "
+        "it. Needs AWS access only; the last errors come from upload_history when the "
+        "database can be reached.",
+        "required: DLQ_URL; redrive also INGEST_QUEUE_URL",
+        _AWS,
+        "optional: " + _DATABASE,
+    )
+    dlq.add_argument("action", choices=("peek", "redrive"), help="peek or redrive")
+    dlq.add_argument(
+        "--limit", type=_positive, default=100, metavar="N", help="at most N messages (100)"
+    )
     dlq.add_argument(
         "--dry-run", action="store_true", help="redrive: show what would move, move nothing"
     )
     dlq.set_defaults(handler=_dlq)
 
-    validate = commands.add_parser(
-        "validate", help="run the validation stage for one staged upload now"
+    validate = command(
+        "validate",
+        "run the validation stage for one staged upload now",
+        "Run the validation stage for one staged (or validated) upload now: products, error "
+        "queue, report and notice. Running it twice changes nothing.",
+        "required: VALIDATION_QUEUE_URL, ERROR_QUEUE_URL",
+        _DATABASE,
+        _AWS,
+        "DYNAMODB_TABLE; NOTICE_TOPIC_ARN (the vendor notice)",
     )
-    validate.add_argument("upload_id", metavar="UPLOAD_ID")
+    validate.add_argument("upload_id", metavar="UPLOAD_ID", help="e.g. UPLOAD_ACME_20241105_093015")
     validate.set_defaults(handler=_validate)
 
-    reprocess = commands.add_parser(
-        "reprocess", help="process one object now, even if it was staged before"
+    reprocess = command(
+        "reprocess",
+        "process one object now, even if it was staged before",
+        "Stage one S3 object now, even if the same version was staged before.",
+        _DATABASE,
+        _AWS,
+        "DYNAMODB_TABLE; VALIDATION_QUEUE_URL (queues its validation job)",
     )
-    reprocess.add_argument("uri", metavar="s3://bucket/key")
+    reprocess.add_argument("uri", metavar="s3://bucket/key", help="the object to stage")
     reprocess.set_defaults(handler=_reprocess)
 
-    local = commands.add_parser("local", help="start or stop the embedded local stack")
-    local.add_argument("action", choices=("up", "down"))
+    local = command(
+        "local",
+        "start or stop the embedded local stack",
+        "up: start a moto server and an embedded PostgreSQL (or use --database-url), "
+        "provision them like production and write the settings to point at them to "
+        "$VENDOR_ONBOARDING_HOME/env. down: stop what 'up' started. Needs the 'local' extra "
+        "and no settings.",
+        "VENDOR_ONBOARDING_HOME: where the stack keeps its state (.local-stack)",
+    )
+    local.add_argument("action", choices=("up", "down"), help="up or down")
     local.add_argument(
         "--database-url",
-        help="use this PostgreSQL (postgresql://user:pass@host:port/db) instead of an embedded one",
+        metavar="URL",
+        help="use this PostgreSQL (postgresql://user:pass@host:port/db) instead of an "
+        "embedded one; the stack works in db (vendor_onboarding when the URL names none)",
     )
-    local.add_argument("--port", type=int, help="moto server port (default: a free one)")
+    local.add_argument("--port", type=_port, help="moto server port (default: a free one)")
     local.set_defaults(handler=_local)
 
-    demo = commands.add_parser(
-        "demo", help="run the whole flow locally on sample files and print a summary"
+    demo = command(
+        "demo",
+        "run the whole flow locally on sample files and print a summary",
+        "Start the local stack, upload four sample files, run the worker until its queues are "
+        "drained and print what became of each upload; then stop the stack. Needs the "
+        "'local' extra and no settings.",
+        "VENDOR_ONBOARDING_HOME: where the stack keeps its state (.local-stack)",
     )
-    demo.add_argument("--database-url", help="as for 'local up'")
+    demo.add_argument("--database-url", metavar="URL", help="as for 'local up'")
     demo.add_argument("--keep", action="store_true", help="leave the local stack running")
     demo.set_defaults(handler=_demo)
     return parser
 
 
 def _positive(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number (0-65535), got {text!r}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {text!r}")
     return value
 
 
@@ -351,9 +522,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         outcome = handler(args)
         return outcome if isinstance(outcome, int) else asyncio.run(outcome)
-    except ValidationError as exc:
-        print(f"error: invalid settings: {exc}", file=sys.stderr)
-        return EXIT_USAGE
     except OnboardingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED

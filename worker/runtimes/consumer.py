@@ -18,6 +18,7 @@ from worker.aws.acknowledger import Acknowledger
 from worker.aws.dead_letters import dead_letter
 from worker.aws.errors import error_code
 from worker.aws.queues import QueueOperations, hand_on
+from worker.aws.task_protection import TaskProtection
 from worker.aws.visibility import MessageVisibility, retry_delay
 from worker.core.errors import ConfigurationError, TransientError
 from worker.resources import Resources
@@ -74,6 +75,7 @@ class Consumer:
         queue_url: str | None = None,
         handler: Handler = handle_ingest,
         capacity: int | None = None,
+        protection: TaskProtection | None = None,
     ) -> None:
         self._res = res
         self._settings = res.settings
@@ -82,6 +84,8 @@ class Consumer:
         self._slots = asyncio.BoundedSemaphore(capacity or res.settings.files_in_flight)
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        # ECS scale-in protection, held while a message is being handled (shared by the loops).
+        self._protection = protection
         self._acks: Acknowledger
         self.last_turn = time.monotonic()  # when the receive loop last went round (liveness)
 
@@ -158,6 +162,8 @@ class Consumer:
             self._slots.release()
 
     def _start(self, message: MessageTypeDef) -> None:
+        if self._protection is not None:
+            self._protection.hold()
         task = asyncio.create_task(self._handle(message))
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -165,6 +171,8 @@ class Consumer:
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()  # a finished message frees its slot at once
+        if self._protection is not None:
+            self._protection.release()
 
     async def _receive(self, count: int, wait: int | None) -> list[MessageTypeDef]:
         """One receive, never cancelled midway: messages SQS has handed over are never

@@ -1,4 +1,4 @@
-"""The operators' DLQ commands: peek at it and redrive it.
+"""The operators' DLQ commands: peek at it and redrive it. Both need an SQS client only.
 
 Peeks consume nothing (messages are handed back at once); a redrive sends each message to
 the ingest queue first and deletes it from the DLQ after, so an interruption can duplicate a
@@ -16,9 +16,9 @@ from worker.aws.queues import QueueOperations
 from worker.core.errors import PoisonMessageError, UploadKeyError
 from worker.core.events import parse_message_body
 from worker.core.keys import parse_upload_key, rejected_upload_id
-from worker.resources import Resources
 
 if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
 
 
@@ -62,9 +62,9 @@ def describe(message: MessageTypeDef) -> DeadLetter:
     )
 
 
-async def peek(res: Resources, dlq_url: str, limit: int) -> list[DeadLetter]:
+async def peek(sqs: SQSClient, dlq_url: str, limit: int) -> list[DeadLetter]:
     """Up to ``limit`` DLQ messages, described; every one is handed back before returning."""
-    queue = QueueOperations(res.sqs)
+    queue = QueueOperations(sqs)
     held: dict[str, MessageTypeDef] = {}
     try:
         while len(held) < limit:
@@ -79,7 +79,7 @@ async def peek(res: Resources, dlq_url: str, limit: int) -> list[DeadLetter]:
 
 
 async def redrive(
-    res: Resources,
+    sqs: SQSClient,
     dlq_url: str,
     ingest_url: str,
     *,
@@ -87,7 +87,7 @@ async def redrive(
     progress: Callable[[int], None] = lambda _moved: None,
 ) -> tuple[int, list[str]]:
     """Move up to ``limit`` messages from the DLQ back to the ingest queue."""
-    queue = QueueOperations(res.sqs)
+    queue = QueueOperations(sqs)
     moved, errors = 0, []
     while moved < limit:
         batch = await queue.receive(dlq_url, limit - moved, hold_seconds=60)

@@ -75,7 +75,7 @@ class LambdaApp:
 
     async def _open(self) -> Resources:
         if self.resources is None:
-            settings = self._settings or Settings()
+            settings = self._settings or Settings.from_environment()
             self.resources = await self._stack.enter_async_context(Resources.open(settings))
         return self.resources
 
