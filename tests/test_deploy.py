@@ -303,7 +303,7 @@ def database_connections(parameters: dict[str, Any]) -> int:
 def test_the_defaults_fit_a_small_database() -> None:
     parameters = {name: p.get("Default") for name, p in compute()["Parameters"].items()}
 
-    # db.t4g.small allows about 180 connections; leave room for other clients.
+    # db.t4g.small allows about 200 connections; leave room for other clients.
     assert database_connections(parameters) <= 150
 
 
