@@ -462,7 +462,11 @@ elif args[:2] == ["ecr", "get-login-password"]:
 elif args[:2] == ["ecs", "run-task"]:
     print("arn:aws:ecs:eu-west-1:123456789012:task/vendor-onboarding-dev/0abc")
 elif args[:2] == ["ecs", "describe-tasks"]:
-    print(os.environ.get("FAKE_MIGRATION_EXIT", "0") + "\tEssential container in task exited")
+    status = os.environ.get("FAKE_MIGRATION_STATUS", "STOPPED")
+    code = os.environ.get("FAKE_MIGRATION_EXIT", "0")
+    print(f"{status}\t{code}\tEssential container in task exited")
+elif args[:2] == ["ecs", "wait"]:
+    sys.exit(0 if os.environ.get("FAKE_MIGRATION_STATUS", "STOPPED") == "STOPPED" else 255)
 """
 
 
@@ -543,6 +547,16 @@ def test_a_failed_migration_stops_the_deploy(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "exited with 1" in result.stderr
     ((_, prepare),) = compute_deploys(calls)  # the new image never reached the service
+    assert not any(arg.startswith("ImageUri=") for arg in prepare)
+
+
+def test_a_migration_still_running_after_an_hour_stops_the_deploy(tmp_path: Path) -> None:
+    result, calls = run_deploy(tmp_path, FAKE_MIGRATION_STATUS="RUNNING")
+
+    assert result.returncode == 1
+    assert "is still RUNNING after an hour" in result.stderr
+    assert len([c for c in calls if c[1:3] == ["ecs", "wait"]]) == 6
+    ((_, prepare),) = compute_deploys(calls)
     assert not any(arg.startswith("ImageUri=") for arg in prepare)
 
 

@@ -102,11 +102,18 @@ if [ -z "$TASK_ARN" ] || [ "$TASK_ARN" = "None" ]; then
   echo "the migration task did not start; the service keeps its image" >&2
   exit 1
 fi
-aws ecs wait tasks-stopped --cluster "$CLUSTER" --tasks "$TASK_ARN"
+# One wait gives up after 10 minutes; a long migration gets up to an hour.
+for _ in 1 2 3 4 5 6; do
+  if aws ecs wait tasks-stopped --cluster "$CLUSTER" --tasks "$TASK_ARN"; then break; fi
+done
 STOPPED=$(aws ecs describe-tasks --cluster "$CLUSTER" --tasks "$TASK_ARN" \
-  --query "tasks[0].[containers[0].exitCode, stoppedReason]" --output text)
-EXIT_CODE=${STOPPED%%$'\t'*}
-STOPPED_REASON=${STOPPED#*$'\t'}
+  --query "tasks[0].[lastStatus, containers[0].exitCode, stoppedReason]" --output text)
+IFS=$'\t' read -r LAST_STATUS EXIT_CODE STOPPED_REASON <<< "$STOPPED"
+if [ "$LAST_STATUS" != "STOPPED" ]; then
+  echo "migration task $TASK_ARN is still $LAST_STATUS after an hour; the service keeps its" \
+    "image. Deploy again once it has finished." >&2
+  exit 1
+fi
 if [ "$EXIT_CODE" != "0" ]; then
   echo "migration task $TASK_ARN exited with $EXIT_CODE ($STOPPED_REASON); see the worker" \
     "log group, stream prefix 'migrate'. The service keeps its image." >&2
