@@ -152,6 +152,7 @@ async def process_object(
             "upload %s",
             result.outcome.value,
             extra={
+                "outcome": result.outcome.value,
                 "s3_key": ref.key,
                 "total_records": result.total,
                 "successful_records": result.successful,
@@ -417,7 +418,11 @@ async def _reject_unparsable_key(
                 await UploadHistory(conn).record_rejected(record, error)
         except TransientError as db_exc:
             outcome, error = Outcome.FAILED, str(db_exc)
-        log.info("upload %s", outcome.value, extra={"s3_key": ref.key, "error": error})
+        log.info(
+            "upload %s",
+            outcome.value,
+            extra={"outcome": outcome.value, "s3_key": ref.key, "error": error},
+        )
     return UploadResult(
         record.upload_id,
         record.vendor_id,

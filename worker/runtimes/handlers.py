@@ -95,7 +95,11 @@ async def handle_validation(
             return Disposition(Action.RETRY, str(exc))
         log.info(
             "upload validated",
-            extra={"valid_records": result.valid, "invalid_records": result.invalid},
+            extra={
+                "outcome": "validated",
+                "valid_records": result.valid,
+                "invalid_records": result.invalid,
+            },
         )
     return DELETE
 
