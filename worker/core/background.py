@@ -2,7 +2,7 @@
 
 :class:`Background` runs one task for the life of the block. :class:`Keepalive` is the one
 renewal loop of the service, written once: an SQS message's visibility
-(``worker.aws.visibility``) and an upload's lease (``worker.ingest.lease``) are both instances
+(``worker.aws.visibility``) and an upload's lease (``worker.postgres.lease``) are both instances
 of it, so their timing and their handling of a failed renewal cannot drift apart.
 """
 

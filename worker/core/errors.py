@@ -41,3 +41,11 @@ class ConfigurationError(OnboardingError):
 
 class LeaseLostError(TransientError):
     """Another attempt owns the upload now: this one must stop writing at once."""
+
+
+class UploadBusyError(TransientError):
+    """Another run holds the upload: try again once its lease runs out."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -25,6 +25,22 @@ def record_id(row_number: int) -> str:
     return f"REC_{row_number:05d}"
 
 
+def row_order_ranges(total_rows: int) -> list[tuple[int, int]]:
+    """Rows 1..``total_rows`` as ranges whose record ids sort in row order.
+
+    Record ids sort as text: within one width (five digits, six, ...) that is row order, but
+    across widths it is not (``REC_100000`` sorts before ``REC_10001``). So an upload is read
+    one width at a time: ``(first, last)`` row of each, in order.
+    """
+    ranges = []
+    first, width = 1, 5
+    while first <= total_rows:
+        last = min(total_rows, 10**width - 1)
+        ranges.append((first, last))
+        first, width = last + 1, width + 1
+    return ranges
+
+
 def record_key(upload_id: str, row_number: int) -> Item:
     return {"upload_id": {"S": upload_id}, "record_id": {"S": record_id(row_number)}}
 

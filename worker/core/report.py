@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from worker.core.limits import VALUE_PREVIEW_CHARS, preview
@@ -66,6 +66,10 @@ class ReportSummary:
     invalid_records: int
     errors_csv_key: str
     sample_errors: list[dict[str, Any]]
+    # Valid rows whose product a newer upload of the vendor had already replaced (the newest
+    # upload wins): their count, and the first of them with the upload that holds each.
+    superseded_records: int = 0
+    sample_superseded: list[dict[str, Any]] = field(default_factory=list)
 
     def document(self) -> dict[str, Any]:
         return {
@@ -78,4 +82,6 @@ class ReportSummary:
             "invalid_records": self.invalid_records,
             "errors_csv_key": self.errors_csv_key,
             "sample_errors": self.sample_errors,
+            "superseded_records": self.superseded_records,
+            "sample_superseded": self.sample_superseded,
         }

@@ -105,19 +105,27 @@ def _decimal(value: Any) -> Decimal | None:
 
 @dataclass
 class UploadRules:
-    """All rules, for the rows of one upload in row order: the first row with a given SKU or
-    vendor_product_id is judged on its own; later ones break the uniqueness rule."""
+    """All rules, for the rows of one upload in row order. The first *valid* row with a given
+    SKU or vendor_product_id claims it; a later row with the same value breaks the uniqueness
+    rule, and an invalid row claims nothing (a valid row after it may have the value)."""
 
     _skus: dict[str, int] = field(default_factory=dict)
     _product_ids: dict[str, int] = field(default_factory=dict)
 
     def check(self, row_number: int, data: Mapping[str, Any]) -> list[Violation]:
         found = check_row(data)
-        for name, seen in (("sku", self._skus), ("vendor_product_id", self._product_ids)):
-            value = _shown(data.get(name))
-            first = seen.setdefault(value, row_number)
-            if value and first != row_number:
+        keys = [
+            (name, _shown(data.get(name)), seen)
+            for name, seen in (("sku", self._skus), ("vendor_product_id", self._product_ids))
+        ]
+        for name, value, seen in keys:
+            first = seen.get(value)
+            if value and first is not None and first != row_number:
                 found.append(
                     Violation(name, quoted(value), f"must be unique in the file (row {first})")
                 )
+        if not found:
+            for _, value, seen in keys:
+                if value:
+                    seen[value] = row_number
         return found

@@ -23,7 +23,7 @@ from worker.core.items import STATUS_PENDING, Item, ItemFactory, record_key, ref
 from worker.core.keys import UploadKey, folder_vendor, parse_upload_key, rejected_upload_id
 from worker.core.rows import ProductRow
 from worker.ingest.csv_stream import typed_rows
-from worker.ingest.lease import Lease
+from worker.postgres.lease import Lease
 from worker.postgres.uploads import Claim, ClaimState, NewUpload, UploadHistory
 from worker.resources import Resources
 from worker.validation.jobs import request_validation

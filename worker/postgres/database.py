@@ -43,6 +43,11 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.InsufficientResourcesError,
+    # A transaction PostgreSQL rolled back (deadlock, serialization) or cancelled (a statement
+    # or lock timeout): the same work succeeds when tried again.
+    asyncpg.TransactionRollbackError,
+    asyncpg.QueryCanceledError,
+    asyncpg.LockNotAvailableError,
 )
 
 

@@ -4,7 +4,8 @@ one method per transition or question.
 Every upload ends in one status of design §2's table. A claim is a lease: the worker that
 claims an upload bumps ``attempts`` and only that attempt's ``finish_*`` calls take effect
 (``attempts`` is the fencing token), so a worker that lost its lease cannot overwrite the
-outcome of the one that took over.
+outcome of the one that took over. Staging and validation take the same lease: one holder
+per upload at a time.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ClaimState(enum.Enum):
     CLAIMED = "claimed"  # this worker holds the upload now
     DUPLICATE = "duplicate"  # already staged/validated with the same ETag
     BUSY = "busy"  # another worker holds a live lease
+    GONE = "gone"  # validation: no such upload, or it is not staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +85,12 @@ ON CONFLICT (upload_id) DO UPDATE SET
     successful_records = 0, failed_records = 0, valid_records = NULL, invalid_records = NULL,
     error_message = NULL, processing_started_at = now(), processing_completed_at = NULL,
     updated_at = now(), reserved_rows = GREATEST(h.reserved_rows, EXCLUDED.reserved_rows),
+    notice_sent_at = NULL, superseded_records = NULL,
     checkpoint_row = CASE WHEN NOT $10 AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag
                           THEN h.checkpoint_row ELSE 0 END
 WHERE ($10 OR NOT (h.status IN ('staged', 'validated')
                   AND h.s3_etag IS NOT DISTINCT FROM EXCLUDED.s3_etag))
-  AND NOT (h.status = 'processing' AND h.lease_expires_at > now())
+  AND NOT coalesce(h.lease_expires_at > now(), false)
 RETURNING h.attempts, h.checkpoint_row,
           COALESCE((SELECT reserved_rows FROM previous), 0) AS previous_rows,
           (SELECT status FROM vendors WHERE vendor_id = $2) AS vendor_status
@@ -117,13 +120,24 @@ RETURNING h.reserved_rows
 
 @dataclass(frozen=True, slots=True)
 class StagedUpload:
-    """What the validation stage needs to know about an upload."""
+    """What the validation stage needs to know about an upload it holds."""
 
     upload_id: str
     vendor_id: str
     status: str
     bucket: str
     key: str
+    uploaded_at: datetime | None  # the key's timestamp: the newest upload's products win
+    attempt: int  # the fencing token of this validation run
+    total_records: int
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationClaim:
+    state: ClaimState  # CLAIMED, BUSY or GONE
+    upload: StagedUpload | None = None  # CLAIMED
+    lease_left: float = 0.0  # BUSY
+    reason: str = ""  # GONE
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +195,7 @@ class UploadHistory:
                 and current["s3_etag"] == upload.etag
             ):
                 return Claim(ClaimState.DUPLICATE, status=current["status"])
-            if current["status"] == "processing" and current["lease_left"] > 0:
+            if current["lease_left"] > 0:  # staging or validation holds it
                 return Claim(ClaimState.BUSY, lease_left=current["lease_left"])
         return Claim(ClaimState.BUSY)
 
@@ -274,11 +288,12 @@ class UploadHistory:
     async def renew_lease(
         self, upload_id: str, attempt: int, lease_seconds: float, *, checkpoint: int = 0
     ) -> bool:
-        """Extend the lease, and save the checkpoint with it (both fenced by the attempt)."""
+        """Extend the lease, and save the checkpoint with it (both fenced by the attempt; a
+        staging or a validation run's lease alike)."""
         result: str = await self._conn.execute(
             """UPDATE upload_history SET lease_expires_at = now() + make_interval(secs => $3),
                    checkpoint_row = GREATEST(checkpoint_row, $4), updated_at = now()
-               WHERE upload_id = $1 AND attempts = $2 AND status = 'processing'""",
+               WHERE upload_id = $1 AND attempts = $2 AND lease_expires_at IS NOT NULL""",
             upload_id,
             attempt,
             float(lease_seconds),
@@ -286,30 +301,83 @@ class UploadHistory:
         )
         return result == "UPDATE 1"
 
-    async def get(self, upload_id: str) -> StagedUpload | None:
+    async def claim_validation(self, upload_id: str, *, lease_seconds: float) -> ValidationClaim:
+        """Take the lease of a staged (or validated) upload for a validation run."""
         row = await self._conn.fetchrow(
-            "SELECT vendor_id, status, s3_bucket, s3_key FROM upload_history WHERE upload_id = $1",
+            """UPDATE upload_history SET attempts = attempts + 1, updated_at = now(),
+                   lease_expires_at = now() + make_interval(secs => $2)
+               WHERE upload_id = $1 AND status IN ('staged', 'validated')
+                 AND NOT coalesce(lease_expires_at > now(), false)
+               RETURNING attempts, vendor_id, status, s3_bucket, s3_key, upload_timestamp,
+                         total_records""",
             upload_id,
+            float(lease_seconds),
         )
-        if row is None:
-            return None
-        return StagedUpload(
-            upload_id, row["vendor_id"], row["status"], row["s3_bucket"], row["s3_key"]
+        if row is not None:
+            upload = StagedUpload(
+                upload_id,
+                row["vendor_id"],
+                row["status"],
+                row["s3_bucket"],
+                row["s3_key"],
+                row["upload_timestamp"],
+                row["attempts"],
+                row["total_records"],
+            )
+            return ValidationClaim(ClaimState.CLAIMED, upload=upload)
+        current = await self._conn.fetchrow(_INSPECT, upload_id)
+        if current is None:
+            return ValidationClaim(ClaimState.GONE, reason=f"no upload {upload_id!r}")
+        if current["lease_left"] > 0:
+            return ValidationClaim(ClaimState.BUSY, lease_left=current["lease_left"])
+        if current["status"] in ("staged", "validated"):  # the lease ran out just now
+            return ValidationClaim(ClaimState.BUSY)
+        return ValidationClaim(
+            ClaimState.GONE, reason=f"upload {upload_id} is {current['status']}, not staged"
         )
 
-    async def record_validated(self, upload_id: str, *, valid: int, invalid: int) -> bool:
-        """Record the validation counts; True when this is the upload's first validation."""
-        previous: str | None = await self._conn.fetchval(
-            """WITH before AS (SELECT status FROM upload_history WHERE upload_id = $1)
-               UPDATE upload_history SET status = 'validated', valid_records = $2,
-                      invalid_records = $3, processing_completed_at = now(), updated_at = now()
-               WHERE upload_id = $1 AND status IN ('staged', 'validated')
-               RETURNING (SELECT status FROM before)""",
+    async def hold(self, upload_id: str, attempt: int) -> bool:
+        """Inside a transaction: lock the upload's row against a new claim until the
+        transaction ends; False when ``attempt`` no longer holds the upload."""
+        held = await self._conn.fetchval(
+            """SELECT true FROM upload_history
+               WHERE upload_id = $1 AND attempts = $2 AND lease_expires_at IS NOT NULL
+               FOR SHARE""",
             upload_id,
+            attempt,
+        )
+        return bool(held)
+
+    async def record_validated(
+        self, upload_id: str, attempt: int, *, valid: int, invalid: int, superseded: int
+    ) -> bool | None:
+        """Record the validation counts (fenced by the attempt); whether the vendor notice is
+        still to be sent, or None when the attempt no longer holds the upload."""
+        pending: bool | None = await self._conn.fetchval(
+            """UPDATE upload_history SET status = 'validated', valid_records = $3,
+                      invalid_records = $4, superseded_records = $5,
+                      processing_completed_at = now(), updated_at = now()
+               WHERE upload_id = $1 AND attempts = $2 AND lease_expires_at IS NOT NULL
+                 AND status IN ('staged', 'validated')
+               RETURNING notice_sent_at IS NULL""",
+            upload_id,
+            attempt,
             valid,
             invalid,
+            superseded,
         )
-        return previous == "staged"
+        return pending
+
+    async def release(self, upload_id: str, attempt: int, *, notice_sent: bool = False) -> None:
+        """End a validation run's hold (fenced by the attempt), noting the notice if sent."""
+        await self._conn.execute(
+            """UPDATE upload_history SET lease_expires_at = NULL, updated_at = now(),
+                      notice_sent_at = CASE WHEN $3 THEN now() ELSE notice_sent_at END
+               WHERE upload_id = $1 AND attempts = $2 AND status IN ('staged', 'validated')""",
+            upload_id,
+            attempt,
+            notice_sent,
+        )
 
     async def recent(
         self, *, status: str | None, vendor: str | None, limit: int

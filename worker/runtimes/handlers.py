@@ -13,7 +13,12 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from worker import logs
-from worker.core.errors import PermanentError, PoisonMessageError, TransientError
+from worker.core.errors import (
+    PermanentError,
+    PoisonMessageError,
+    TransientError,
+    UploadBusyError,
+)
 from worker.core.events import parse_message_body
 from worker.ingest.stage import Outcome, process_object
 from worker.resources import Resources
@@ -90,6 +95,9 @@ async def handle_validation(
         except PermanentError as exc:
             log.warning("validation skipped", extra={"reason": str(exc)})
             return DELETE
+        except UploadBusyError as exc:
+            log.info("upload busy; validation retried later", extra={"reason": str(exc)})
+            return Disposition(Action.RETRY, str(exc), not_before=exc.retry_after)
         except TransientError as exc:
             log.warning("validation failed; will retry", extra={"error": str(exc)})
             return Disposition(Action.RETRY, str(exc))
@@ -99,6 +107,8 @@ async def handle_validation(
                 "outcome": "validated",
                 "valid_records": result.valid,
                 "invalid_records": result.invalid,
+                "superseded_records": result.superseded,
+                "notice_sent": result.notice_sent,
             },
         )
     return DELETE

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -73,7 +74,9 @@ def with_new_status(item: Item, verdict: Verdict) -> Item | None:
     return updated
 
 
-def product_record(vendor_id: str, upload_id: str, data: dict[str, Any]) -> tuple[Any, ...]:
+def product_record(
+    vendor_id: str, upload_id: str, uploaded_at: datetime | None, data: dict[str, Any]
+) -> tuple[Any, ...]:
     """A valid row as a ``products`` record, in ``worker.postgres.products.PRODUCT_COLUMNS``
     order."""
 
@@ -86,4 +89,4 @@ def product_record(vendor_id: str, upload_id: str, data: dict[str, Any]) -> tupl
         return Decimal(value) if name in _NUMERIC else value
 
     extra = json.dumps(data.get("extra", {}), sort_keys=True)
-    return (vendor_id, *(column(name) for name in COLUMNS), extra, upload_id)
+    return (vendor_id, *(column(name) for name in COLUMNS), extra, upload_id, uploaded_at)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import IO
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -13,8 +12,6 @@ from worker.core.errors import TransientError
 from worker.core.limits import SNS_MESSAGE_BYTES
 from worker.core.report import ReportSummary, report_keys
 from worker.resources import Resources
-
-log = logging.getLogger(__name__)
 
 
 async def put_report(
@@ -51,7 +48,8 @@ def notice_text(summary: ReportSummary) -> str:
 
 
 async def notify(res: Resources, summary: ReportSummary) -> bool:
-    """Publish the vendor notice; False when there is no topic or SNS refused."""
+    """Publish the vendor notice; False when there is no topic. :class:`TransientError` when
+    SNS did not take it (the run is retried, and the notice with it)."""
     topic = res.settings.notice_topic_arn
     if not topic:
         return False
@@ -66,6 +64,5 @@ async def notify(res: Resources, summary: ReportSummary) -> bool:
             },
         )
     except (ClientError, BotoCoreError) as exc:
-        log.warning("could not publish the vendor notice", extra={"error": error_code(exc)})
-        return False
+        raise TransientError(f"could not publish the vendor notice: {error_code(exc)}") from exc
     return True

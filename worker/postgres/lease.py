@@ -1,5 +1,5 @@
-"""The upload's lease in ``upload_history``, renewed while a worker writes its rows, and the
-checkpoint saved with it.
+"""The upload's lease in ``upload_history``, renewed while a worker stages or validates it, and
+the staging checkpoint saved with it.
 
 The lease is lost when a renewal finds another attempt in charge, or when no renewal has
 succeeded for a whole lease period (the database was unreachable); from then on ``check()``
