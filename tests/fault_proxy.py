@@ -42,6 +42,14 @@ class FaultPlan:
     throttle_all: bool = False
     throttle_matching: str | None = None  # throttle the calls whose body contains this text
     wcu_per_second: float = 0.0  # a per-partition limit (0: none)
+    # DynamoDB Query calls wait until this is set (a run paused half-way); ``queries_held``
+    # counts the calls that waited.
+    query_gate: asyncio.Event | None = None
+    queries_held: int = 0
+    # Any request whose body contains this text is answered 500 InternalFailure (an AWS
+    # service failing); ``failed`` counts them.
+    fail_matching: bytes | None = None
+    failed: int = 0
     answer_writes: bool = False  # answer admitted writes here (with wcu_per_second only)
     answer_latency: float = 0.0  # seconds, before each answer
     calls: int = 0
@@ -100,7 +108,19 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
 
         async def handle(request: web.Request) -> web.Response:
             body = await request.read()
-            if not request.headers.get("X-Amz-Target", "").endswith(".BatchWriteItem"):
+            target = request.headers.get("X-Amz-Target", "")
+            if plan.fail_matching is not None and plan.fail_matching in body:
+                plan.failed += 1
+                return web.Response(
+                    status=500,
+                    text="<ErrorResponse><Error><Type>Receiver</Type><Code>InternalFailure"
+                    "</Code><Message>failing</Message></Error></ErrorResponse>",
+                    content_type="text/xml",
+                )
+            if target.endswith(".Query") and plan.query_gate is not None:
+                plan.queries_held += 1
+                await plan.query_gate.wait()
+            if not target.endswith(".BatchWriteItem"):
                 return await forward(request, body)
             plan.calls += 1
             if (

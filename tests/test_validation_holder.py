@@ -1,0 +1,252 @@
+"""The validation stage under concurrency and faults: one holder per upload, the newest upload
+wins, every failure classified, the notice sent once. Real moto server and PostgreSQL; pauses
+and failures come from the fault proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from decimal import Decimal
+
+from tests.conftest import Stack, eventually
+from tests.fault_proxy import FaultPlan, fault_proxy
+from tests.test_validation import (
+    HEADER,
+    KEY,
+    ROWS,
+    UPLOAD_ID,
+    csv_file,
+    drain,
+    get_object,
+    products,
+    subscribe_to_notices,
+)
+from worker.core.items import record_id, row_order_ranges
+from worker.core.rules import UploadRules
+from worker.validation.jobs import job_body
+
+LEASE = 3  # seconds: the validation runs' lease here, so a busy job comes back soon
+
+
+async def staged_again(stack: Stack, upload_id: str, etag_before: str) -> bool:
+    """Run the ingest loop once; True once the upload is staged from a new object version."""
+    await stack.run_worker()
+    history = await stack.history(upload_id)
+    return (
+        history is not None
+        and history["status"] == "staged"
+        and (history["s3_etag"] != etag_before)
+    )
+
+
+async def validated(stack: Stack, upload_id: str, **overrides: object) -> bool:
+    await stack.run_validation(visibility_timeout_seconds=LEASE, **overrides)
+    history = await stack.history(upload_id)
+    return history is not None and history["status"] == "validated"
+
+
+async def test_a_reupload_while_a_run_is_paused_half_way_ends_with_the_new_version(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS[:2]))
+    await stack.run_worker()
+    first = await stack.history(UPLOAD_ID)
+    assert first is not None
+    plan = FaultPlan(query_gate=asyncio.Event())
+    async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
+        run = asyncio.create_task(
+            stack.run_validation(aws_endpoint_url=proxy, visibility_timeout_seconds=LEASE)
+        )
+
+        async def paused() -> bool:
+            return plan.queries_held > 0
+
+        await eventually(paused, within=20, what="the validation run to read its rows")
+        # The vendor uploads a new version (P-1 at 13.75) while the old one is being validated.
+        await stack.put_object(KEY, csv_file([ROWS[0].replace("12.50", "13.75"), ROWS[1]]))
+        await stack.run_worker()
+        during = await stack.history(UPLOAD_ID)
+        assert during is not None
+        assert (during["status"], during["s3_etag"]) == ("staged", first["s3_etag"]), (
+            "a new version was staged while the old one was held"
+        )
+        plan.query_gate.set()
+        await run
+    await eventually(
+        lambda: staged_again(stack, UPLOAD_ID, first["s3_etag"]),
+        within=30,
+        what="the new version staged once the run let go",
+    )
+    await eventually(lambda: validated(stack, UPLOAD_ID), within=30, what="validation")
+
+    stored = await products(stack)
+    assert stored["P-1"]["price"] == Decimal("13.7500")
+    items = await stack.items(UPLOAD_ID)
+    assert [(i["status"], i["product_data"]["price"]) for i in items] == [
+        ("validated", Decimal("13.75")),
+        ("validated", Decimal("39.9")),
+    ]
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["valid_records"], history["invalid_records"]) == (2, 0)
+
+
+async def test_two_jobs_for_one_upload_at_once_send_each_invalid_row_once(stack: Stack) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS))
+    await stack.run_worker()  # queues the first job
+    async with stack.session_client("sqs") as sqs:  # a duplicate job, as a redelivery would
+        await sqs.send_message(
+            QueueUrl=stack.settings.validation_queue_url or "", MessageBody=job_body(UPLOAD_ID)
+        )
+    plan = FaultPlan(query_gate=asyncio.Event())
+    async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
+        run = asyncio.create_task(
+            stack.run_validation(
+                aws_endpoint_url=proxy, visibility_timeout_seconds=LEASE, validations_in_flight=2
+            )
+        )
+
+        async def one_held_one_busy() -> bool:
+            history = await stack.history(UPLOAD_ID)
+            # Each job took a claim attempt or found the upload busy: staging (1) + one run.
+            return plan.queries_held == 1 and history is not None and history["attempts"] == 2
+
+        await eventually(one_held_one_busy, within=20, what="one run holding the upload")
+        plan.query_gate.set()
+        await run
+
+    async def jobs_done() -> bool:
+        await stack.run_validation(visibility_timeout_seconds=LEASE)
+        return not await stack.queue_messages(stack.settings.validation_queue_url or "")
+
+    await eventually(jobs_done, within=30, what="both jobs done")
+    errors = await drain(stack, stack.settings.error_queue_url or "")
+    rows = sorted(json.loads(m["Body"])["row_number"] for m in errors)
+    assert rows == [3, 4, 5, 6, 7], "one error message per invalid row"
+
+
+async def test_an_older_upload_validated_after_a_newer_one_leaves_the_newer_products(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    newer, older = "uploads/ACME/ACME_20241105_180000.csv", "uploads/ACME/ACME_20241105_170000.csv"
+    rows = ["P100,Cup,Kitchen,SKU-100,{},,5,,,,", "P101,Mug,Kitchen,SKU-101,{},,5,,,,"]
+    await stack.put_object(newer, HEADER + "\n".join(r.format("20.00") for r in rows) + "\n")
+    await stack.run_worker()
+    await stack.run_validation()
+    await stack.put_object(older, HEADER + "\n".join(r.format("5.00") for r in rows) + "\n")
+    await stack.run_worker()
+    await stack.run_validation()
+
+    stored = await products(stack)
+    assert {k: (v["price"], v["upload_id"]) for k, v in stored.items()} == {
+        "P100": (Decimal("20.0000"), "UPLOAD_ACME_20241105_180000"),
+        "P101": (Decimal("20.0000"), "UPLOAD_ACME_20241105_180000"),
+    }
+    history = await stack.history("UPLOAD_ACME_20241105_170000")
+    assert history is not None
+    assert (history["status"], history["valid_records"], history["superseded_records"]) == (
+        "validated",
+        2,
+        2,
+    )
+    report = json.loads(await get_object(stack, "reports/ACME/UPLOAD_ACME_20241105_170000.json"))
+    assert report["superseded_records"] == 2
+    assert report["sample_superseded"][0] == {
+        "row_number": 1,
+        "vendor_product_id": "P100",
+        "superseded_by": "UPLOAD_ACME_20241105_180000",
+    }
+
+
+async def test_rows_that_cannot_be_stored_are_invalid_and_the_upload_validated(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    body = csv_file(
+        [
+            ROWS[0],
+            "P-8,Pricey,Kitchen,SKU-8,5000.00,,5,,,,",  # over the catalogue's own price cap
+            "P-9,Broken URL,Kitchen,SKU-9,5.00,,5,,,https://[x,",
+            "P-10,Nul\x00byte,Kitchen,SKU-10,5.00,,5,,,,",
+        ]
+    )
+    await stack.put_object(KEY, body)
+    await stack.run_worker()
+    # A constraint of the catalogue's that the rules do not know: PostgreSQL refuses the row.
+    await stack.db.execute(
+        "ALTER TABLE products ADD CONSTRAINT price_cap CHECK (price < 1000) NOT VALID"
+    )
+    try:
+        await stack.run_validation()
+    finally:
+        await stack.db.execute("ALTER TABLE products DROP CONSTRAINT price_cap")
+
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["status"], history["valid_records"], history["invalid_records"]) == (
+        "validated",
+        1,
+        3,
+    )
+    assert set(await products(stack)) == {"P-1"}
+    errors = {
+        json.loads(m["Body"])["row_number"]: json.loads(m["Body"])["errors"]
+        for m in await drain(stack, stack.settings.error_queue_url or "")
+    }
+    assert sorted(errors) == [2, 3, 4]
+    assert "refused by the database" in errors[2][0]["rule"]
+    assert "price_cap" in errors[2][0]["rule"]
+    assert errors[3][0]["field"] == "image_url"
+
+
+async def test_sns_failing_then_recovering_sends_exactly_one_notice(stack: Stack) -> None:
+    await stack.add_vendor("ACME")
+    inbox = await subscribe_to_notices(stack)
+    await stack.put_object(KEY, csv_file(ROWS[:2]))
+    await stack.run_worker()
+    plan = FaultPlan(fail_matching=b"Action=Publish")
+    async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
+        await stack.run_validation(aws_endpoint_url=proxy, visibility_timeout_seconds=LEASE)
+    assert plan.failed > 0
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["status"], history["notice_sent_at"]) == ("validated", None)
+    assert await drain(stack, inbox) == []
+
+    async def notice_recorded() -> bool:
+        await stack.run_validation(visibility_timeout_seconds=LEASE)
+        history = await stack.history(UPLOAD_ID)
+        return history is not None and history["notice_sent_at"] is not None
+
+    await eventually(notice_recorded, within=30, what="the retried job to send the notice")
+    await stack.run_validation()  # nothing left to send
+    notices = await drain(stack, inbox)
+    assert [json.loads(n["Body"])["upload_id"] for n in notices] == [UPLOAD_ID]
+
+
+def test_past_row_99999_rows_are_read_in_row_order() -> None:
+    ranges = row_order_ranges(100_001)
+    assert ranges == [(1, 99_999), (100_000, 100_001)]
+    # Within a range the record ids sort as the rows do; across them they would not.
+    for first, last in ranges:
+        ids = [record_id(n) for n in range(first, last + 1)]
+        assert ids == sorted(ids)
+    assert record_id(100_000) < record_id(10_001)
+    assert row_order_ranges(0) == []
+    assert row_order_ranges(99_999) == [(1, 99_999)]
+
+
+def test_the_first_valid_occurrence_claims_a_sku() -> None:
+    rules = UploadRules()
+    row = {"product_name": "Cup", "category": "Kitchen", "stock_quantity": 1}
+    invalid = rules.check(99_999, {**row, "sku": "X", "vendor_product_id": "A", "price": "0"})
+    valid = rules.check(100_000, {**row, "sku": "X", "vendor_product_id": "B", "price": "1"})
+    later = rules.check(100_001, {**row, "sku": "X", "vendor_product_id": "C", "price": "1"})
+    assert [v.field for v in invalid] == ["price"]
+    assert valid == []
+    assert [(v.field, v.rule) for v in later] == [
+        ("sku", "must be unique in the file (row 100000)")
+    ]
