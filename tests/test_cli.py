@@ -45,6 +45,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "INGEST_QUEUE_URL": settings.ingest_queue_url or "",
         "DLQ_URL": settings.dlq_url or "",
         "VALIDATION_QUEUE_URL": settings.validation_queue_url or "",
+        "VALIDATION_DLQ_URL": settings.validation_dlq_url or "",
         "ERROR_QUEUE_URL": settings.error_queue_url or "",
         "NOTICE_TOPIC_ARN": settings.notice_topic_arn or "",
         "RECEIVE_WAIT_SECONDS": "0",

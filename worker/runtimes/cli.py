@@ -40,7 +40,6 @@ async def _run(args: argparse.Namespace) -> int:
     from worker.aws.task_protection import TaskProtection
     from worker.resources import Resources
     from worker.runtimes.consumer import Consumer, check_resources
-    from worker.runtimes.handlers import handle_validation
     from worker.runtimes.health import health_server
 
     settings = _settings()
@@ -55,15 +54,7 @@ async def _run(args: argparse.Namespace) -> int:
         await check_resources(res, queue_url, *([validation_queue] if validation_queue else []))
         consumers = [Consumer(res, protection=protection)]
         if validation_queue:
-            consumers.append(
-                Consumer(
-                    res,
-                    queue_url=validation_queue,
-                    handler=handle_validation,
-                    capacity=settings.validations_in_flight,
-                    protection=protection,
-                )
-            )
+            consumers.append(Consumer(res, stage="validation", protection=protection))
 
         def on_signal() -> None:
             if consumers[0].stopping:  # a second signal: leave at once
@@ -357,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
         _DATABASE,
         _AWS,
         "DYNAMODB_TABLE, DLQ_URL, METRICS_NAMESPACE",
-        "VALIDATION_QUEUE_URL with ERROR_QUEUE_URL (and NOTICE_TOPIC_ARN): the validation stage",
+        "VALIDATION_QUEUE_URL with ERROR_QUEUE_URL (and NOTICE_TOPIC_ARN, VALIDATION_DLQ_URL): "
+        "the validation stage",
         "FILES_IN_FLIGHT, BATCHES_IN_FLIGHT, VISIBILITY_TIMEOUT_SECONDS, SHUTDOWN_GRACE_SECONDS",
         "HEALTH_PORT; ECS_AGENT_URI (set by ECS: scale-in protection while files are in flight)",
     )
