@@ -261,6 +261,19 @@ async def test_the_ingest_loop_hands_a_validation_job_on_to_the_validation_queue
     assert (history["status"], history["valid_records"]) == ("validated", 1)
 
 
+async def test_a_validation_job_with_no_validation_queue_to_go_to_says_so_in_the_dlq(
+    stack: Stack,
+) -> None:
+    await stack.send_raw(json.dumps({"upload_id": UPLOAD_ID}))
+
+    await stack.run_worker(validation_queue_url=None)
+
+    (dead,) = await stack.queue_messages(stack.settings.dlq_url or "")
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "a message for the validation stage, and VALIDATION_QUEUE_URL is not set"
+    )
+
+
 async def test_the_validation_loop_hands_an_s3_event_on_to_the_ingest_queue(stack: Stack) -> None:
     await stack.add_vendor("ACME")
     await stack.put_object(KEY, csv_file(ROWS[:1]))

@@ -18,7 +18,7 @@ from worker.core.errors import PermanentError, PoisonMessageError, TransientErro
 from worker.core.events import parse_message_body
 from worker.ingest.stage import Outcome, process_object
 from worker.resources import Resources
-from worker.settings import Settings, Stage
+from worker.settings import Stage
 from worker.validation.jobs import job_upload_id
 from worker.validation.run import validate_upload
 
@@ -119,12 +119,3 @@ def stage_of(body: str) -> Stage | None:
     except PoisonMessageError:
         return None
     return "ingest"
-
-
-def handler_for(
-    body: str, settings: Settings, found_on: Stage = "ingest"
-) -> tuple[Handler, str | None]:
-    """Lambda reads both queues: the handler of the stage a message belongs to (poison: the
-    stage whose queue it was ``found_on``), and that stage's queue."""
-    stage = stage_of(body) or found_on
-    return HANDLERS[stage], settings.queue_url_of(stage)
