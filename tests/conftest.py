@@ -35,7 +35,6 @@ from worker.local.servers import EmbeddedPostgres, MotoServer, credentials_from_
 from worker.postgres.database import DatabaseCredentials
 from worker.resources import Resources
 from worker.runtimes.consumer import Consumer
-from worker.runtimes.handlers import handle_validation
 from worker.settings import Settings
 
 REGION = "us-east-1"
@@ -155,12 +154,7 @@ class Stack:
         """Run the validation stage's loop in --drain mode until its queue is empty."""
         settings = self.settings.model_copy(update=overrides)
         async with Resources.open(settings) as res:
-            consumer = Consumer(
-                res,
-                queue_url=settings.validation_queue_url,
-                handler=handle_validation,
-                capacity=settings.validations_in_flight,
-            )
+            consumer = Consumer(res, stage="validation")
             await asyncio.wait_for(consumer.run(drain=True), timeout=60)
 
     async def history(self, upload_id: str) -> dict[str, Any] | None:

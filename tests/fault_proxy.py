@@ -1,6 +1,8 @@
 """A small HTTP proxy in front of the moto server that answers DynamoDB BatchWriteItem calls
 with throttling errors or ``UnprocessedItems``, as DynamoDB does under load: a share of the
-calls, or every write over a per-partition limit. Everything else is forwarded unchanged.
+calls, or every write over a per-partition limit; and SQS SendMessageBatch calls with entries
+that failed (``Failed``, with ``SenderFault`` true or false), as SQS answers a batch partly
+sent. Everything else is forwarded unchanged.
 
 The partition limit is a token bucket per key value, for the table (``upload_id``) and for each
 GSI (``VendorIndex``: ``vendor_id``; ``StatusIndex``: ``upload_id``), refilled at
@@ -63,6 +65,17 @@ class FaultPlan:
     first_write_at: float = 0.0
     last_write_at: float = 0.0
     _buckets: dict[tuple[str, str], tuple[float, float]] = field(default_factory=dict)
+    # SQS SendMessageBatch: entries whose body contains this text are refused for good
+    # (SenderFault true, InvalidMessageContents) ...
+    sqs_refuse_matching: str | None = None
+    # ... or fail on SQS's side (SenderFault false, InternalError): the first N such entries,
+    # or every entry whose body contains the text.
+    sqs_fail_first: int = 0
+    sqs_fail_matching: str | None = None
+    # Each SendMessageBatch call received: (entries, bytes of bodies and attributes).
+    sqs_batches: list[tuple[int, int]] = field(default_factory=list)
+    # Each entry's body received, with how often (above 1: sent again).
+    sqs_bodies_received: Counter[str] = field(default_factory=Counter)
 
     def admit(self, request: dict[str, Any]) -> bool:
         """Take the write's units from its partitions' buckets, if they all have them."""
@@ -120,6 +133,8 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
             if target.endswith(".Query") and plan.query_gate is not None:
                 plan.queries_held += 1
                 await plan.query_gate.wait()
+            if target == "AmazonSQS.SendMessageBatch":
+                return await send_message_batch(request, body)
             if not target.endswith(".BatchWriteItem"):
                 return await forward(request, body)
             plan.calls += 1
@@ -175,6 +190,33 @@ async def fault_proxy(upstream: str, plan: FaultPlan) -> AsyncIterator[str]:
                     _record(plan, requests)
             return response
 
+        async def send_message_batch(request: web.Request, body: bytes) -> web.Response:
+            document = json.loads(body)
+            entries: list[dict[str, Any]] = document["Entries"]
+            plan.sqs_batches.append((len(entries), sum(map(_sqs_entry_bytes, entries))))
+            sent, failed = [], []
+            for entry in entries:
+                text = entry["MessageBody"]
+                plan.sqs_bodies_received[text] += 1
+                if plan.sqs_refuse_matching and plan.sqs_refuse_matching in text:
+                    failed.append(_sqs_failure(entry, sender_fault=True))
+                elif plan.sqs_fail_first or (
+                    plan.sqs_fail_matching and plan.sqs_fail_matching in text
+                ):
+                    plan.sqs_fail_first = max(0, plan.sqs_fail_first - 1)
+                    failed.append(_sqs_failure(entry, sender_fault=False))
+                else:
+                    sent.append(entry)
+            result: dict[str, Any] = {"Successful": [], "Failed": failed}
+            if sent:
+                document["Entries"] = sent
+                response = await forward(request, json.dumps(document).encode())
+                if response.status != 200:
+                    return response
+                assert isinstance(response.body, bytes)
+                result["Successful"] = json.loads(response.body).get("Successful", [])
+            return web.json_response(result, content_type="application/x-amz-json-1.0")
+
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", handle)
         runner = web.AppRunner(app, access_log=None)
@@ -204,6 +246,31 @@ def _unprocessed(table: str, requests: list[dict[str, Any]]) -> web.Response:
         {"UnprocessedItems": {table: requests} if requests else {}},
         content_type="application/x-amz-json-1.0",
     )
+
+
+def _sqs_entry_bytes(entry: dict[str, Any]) -> int:
+    """An entry's size as SQS counts it: its body, and each attribute's name, type and value."""
+    size = len(entry["MessageBody"].encode())
+    for name, attribute in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(attribute["DataType"].encode())
+        size += len(attribute.get("StringValue", "").encode())
+    return size
+
+
+def _sqs_failure(entry: dict[str, Any], *, sender_fault: bool) -> dict[str, Any]:
+    if sender_fault:
+        return {
+            "Id": entry["Id"],
+            "SenderFault": True,
+            "Code": "InvalidMessageContents",
+            "Message": "Invalid characters found.",
+        }
+    return {
+        "Id": entry["Id"],
+        "SenderFault": False,
+        "Code": "InternalError",
+        "Message": "We encountered an internal error. Please try again.",
+    }
 
 
 def _record(plan: FaultPlan, requests: list[dict[str, Any]]) -> None:

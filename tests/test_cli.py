@@ -45,6 +45,7 @@ def stack_env(stack: Stack) -> dict[str, str]:
         "INGEST_QUEUE_URL": settings.ingest_queue_url or "",
         "DLQ_URL": settings.dlq_url or "",
         "VALIDATION_QUEUE_URL": settings.validation_queue_url or "",
+        "VALIDATION_DLQ_URL": settings.validation_dlq_url or "",
         "ERROR_QUEUE_URL": settings.error_queue_url or "",
         "NOTICE_TOPIC_ARN": settings.notice_topic_arn or "",
         "RECEIVE_WAIT_SECONDS": "0",
@@ -76,7 +77,14 @@ def test_a_usage_error_exits_2() -> None:
         ("migrate", ["Apply the schema migrations", "RDS_SECRET_NAME", "DATABASE_SSL_MODE"]),
         ("uploads", ["List the most recent uploads", "RDS_SECRET_NAME"]),
         ("healthcheck", ["whether it is live", "HEALTH_PORT (unless --port is given)"]),
-        ("dlq", ["consume nothing", "required: DLQ_URL; redrive also INGEST_QUEUE_URL"]),
+        (
+            "dlq",
+            [
+                "consume nothing",
+                "required: DLQ_URL (--queue validation: VALIDATION_DLQ_URL)",
+                "redrive also: INGEST_QUEUE_URL (--queue validation: VALIDATION_QUEUE_URL)",
+            ],
+        ),
         ("validate", ["Run the validation stage", "VALIDATION_QUEUE_URL, ERROR_QUEUE_URL"]),
         ("reprocess", ["Stage one S3 object now", "RDS_SECRET_NAME"]),
         ("local", ["start a moto server", "no settings", "VENDOR_ONBOARDING_HOME"]),

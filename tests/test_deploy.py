@@ -23,7 +23,6 @@ from worker.aws.metrics import _datums, _VendorFigures
 from worker.logs import JsonFormatter
 from worker.resources import Resources
 from worker.runtimes.consumer import Consumer
-from worker.runtimes.handlers import handle_validation
 from worker.settings import Settings
 
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -89,15 +88,14 @@ async def test_the_worker_runs_against_the_data_plane_stack(
             "dlq_url": outputs["DeadLetterQueueUrl"],
             "dynamodb_table": outputs["UploadRecordsTableName"],
             "validation_queue_url": outputs["ValidationQueueUrl"],
+            "validation_dlq_url": outputs["ValidationDeadLetterQueueUrl"],
             "error_queue_url": outputs["ErrorQueueUrl"],
             "notice_topic_arn": outputs["VendorNoticeTopicArn"],
         }
     )
     async with Resources.open(settings) as res:
         await Consumer(res).run(drain=True)
-        await Consumer(res, queue_url=outputs["ValidationQueueUrl"], handler=handle_validation).run(
-            drain=True
-        )
+        await Consumer(res, stage="validation").run(drain=True)
 
     history = await stack.history("UPLOAD_ACME_20240101_000001")
     assert history is not None
@@ -400,6 +398,29 @@ def test_a_function_batch_is_what_it_works_on_at_once() -> None:
         assert mapping["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "LambdaMaximumConcurrency"}
     # Settings.db_pool_max_size is what DB_POOL_MAX_SIZE sets.
     assert Settings(db_pool_max_size=4).db_pool_max_size == 4
+
+
+def test_both_runtimes_know_each_queues_dlq_and_may_send_to_both() -> None:
+    template = compute()
+    resources = template["Resources"]
+    (worker,) = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"]
+    task = {v["Name"]: v["Value"] for v in worker["Environment"]}
+    function = resources["Function"]["Properties"]["Environment"]["Variables"]
+    statements = resources["WorkerDataPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (dead_letters,) = [s for s in statements if s["Sid"] == "DeadLetterPoisonMessages"]
+
+    for variable, export in (
+        ("DLQ_URL", "DeadLetterQueueUrl"),
+        ("VALIDATION_DLQ_URL", "ValidationDeadLetterQueueUrl"),
+    ):
+        imported = {"Fn::ImportValue": {"Fn::Sub": f"${{DataPlaneStack}}-{export}"}}
+        assert task[variable] == function[variable] == imported
+    assert dead_letters["Resource"] == [
+        {"Fn::ImportValue": {"Fn::Sub": f"${{DataPlaneStack}}-{export}"}}
+        for export in ("DeadLetterQueueArn", "ValidationDeadLetterQueueArn")
+    ]
+    outputs = cfn_yaml.load(str(DEPLOY / "data-plane.yaml"))["Outputs"]
+    assert outputs["ValidationDeadLetterQueueUrl"]["Value"] == {"Ref": "ValidationDeadLetterQueue"}
 
 
 def database_connections(parameters: dict[str, Any]) -> int:

@@ -30,7 +30,9 @@ class Context:
         return int((self._deadline - time.monotonic()) * 1000)
 
 
-def sqs_record(message_id: str, body: str) -> dict[str, Any]:
+def sqs_record(
+    message_id: str, body: str, queue: str = "vendor-onboarding-ingest"
+) -> dict[str, Any]:
     return {
         "messageId": message_id,
         "receiptHandle": f"AQEB{message_id}",
@@ -44,7 +46,7 @@ def sqs_record(message_id: str, body: str) -> dict[str, Any]:
         "messageAttributes": {},
         "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
         "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:vendor-onboarding-ingest",
+        "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue}",
         "awsRegion": "us-east-1",
     }
 
@@ -241,3 +243,23 @@ async def test_a_validation_job_is_run_by_the_same_function(
         1,
         0,
     )
+
+
+async def test_a_poison_message_goes_to_the_dlq_of_the_queue_it_came_from(
+    stack: Stack, lambda_app: LambdaApp
+) -> None:
+    event = {
+        "Records": [
+            sqs_record("bad-job", '{"upload": 1}', queue=stack.names.validation_queue),
+            sqs_record("bad-event", "not an S3 event", queue=stack.names.ingest_queue),
+        ]
+    }
+
+    response = await invoke(lambda_app, event)
+
+    assert response == {"batchItemFailures": []}
+    (job,) = await stack.queue_messages(stack.settings.validation_dlq_url or "")
+    assert job["Body"] == '{"upload": 1}'
+    assert job["MessageAttributes"]["reason"]["StringValue"].startswith("not a validation job")
+    (other,) = await stack.queue_messages(stack.settings.dlq_url or "")
+    assert other["Body"] == "not an S3 event"

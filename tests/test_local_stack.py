@@ -46,7 +46,14 @@ async def test_local_up_uses_the_database_the_url_names_and_down_waits_for_moto(
     names = [line.removeprefix("export ").split("=", 1)[0] for line in text.splitlines()]
     assert all(line.startswith("export ") for line in text.splitlines())
     assert len(names) == len(set(names))
-    assert {"AWS_ENDPOINT_URL", "INGEST_QUEUE_URL", "DATABASE_SSL_MODE"} <= set(names)
+    assert {
+        "AWS_ENDPOINT_URL",
+        "INGEST_QUEUE_URL",
+        "DLQ_URL",
+        "VALIDATION_QUEUE_URL",
+        "VALIDATION_DLQ_URL",
+        "DATABASE_SSL_MODE",
+    } <= set(names)
     assert "export AWS_SECRET_ACCESS_KEY=testing\n" in text
     moto_pid = int((home / "moto.pid").read_text())
     assert running(moto_pid)

@@ -1,11 +1,13 @@
-"""Operator commands against real failures: a throttled DynamoDB sends an upload to the DLQ
-after maxReceiveCount; `dlq peek` shows it, `dlq redrive` brings it back, and it is staged."""
+"""Operator commands against real failures: a throttled DynamoDB sends an upload (or its
+validation job) to its queue's DLQ after maxReceiveCount; `dlq peek` shows it, `dlq redrive`
+brings it back to the queue it came from, and it is staged (or validated)."""
 
 from __future__ import annotations
 
 import json
+import re
 
-from tests.conftest import Stack
+from tests.conftest import Stack, s3_event
 from tests.fault_proxy import FaultPlan, fault_proxy
 from tests.test_cli import cli, stack_env
 
@@ -62,6 +64,93 @@ async def test_a_repeatedly_failing_upload_reaches_the_dlq_and_redrive_stages_it
     assert history is not None
     assert (history["status"], history["attempts"], history["error_message"]) == ("staged", 4, None)
     assert len(await stack.items(UPLOAD_ID)) == 1
+
+
+async def test_a_failing_validation_job_reaches_its_dlq_and_redrive_validates_it(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, BODY)
+    await stack.run_worker()  # staged: its validation job is queued
+
+    # GIVEN DynamoDB throttles every write while the job is validated: each delivery fails
+    async with fault_proxy(
+        stack.settings.aws_endpoint_url or "", FaultPlan(throttle_all=True)
+    ) as proxy:
+        await stack.run_validation(
+            aws_endpoint_url=proxy, staging_stall_seconds=0.5, retry_backoff_seconds=0
+        )
+
+    # THEN after maxReceiveCount (3) deliveries SQS moved the job to the validation queue's DLQ
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert history["status"] == "staged"
+    assert await stack.queue_messages(stack.settings.validation_queue_url or "") == []
+    assert await stack.queue_messages(stack.settings.dlq_url or "") == []
+    (dead,) = await stack.queue_messages(stack.settings.validation_dlq_url or "")
+    assert json.loads(dead["Body"]) == {"upload_id": UPLOAD_ID}
+
+    # WHEN an operator peeks at the validation DLQ: the job's upload, where it would go back
+    peek = cli("dlq", "peek", "--queue", "validation", env=stack_env(stack))
+    assert peek.returncode == 0, peek.stderr
+    (row,) = [columns(line) for line in peek.stdout.splitlines() if line.startswith(UPLOAD_ID)]
+    assert row[1:3] == ["(validation job)", "validation"]  # goes back to the validation queue
+    assert int(row[3]) > 3  # its receives on the validation queue, and since
+    assert UPLOAD_ID not in cli("dlq", "peek", env=stack_env(stack)).stdout  # not the ingest DLQ
+
+    # AND redrives it once DynamoDB has recovered
+    redrive = cli("dlq", "redrive", "--queue", "validation", env=stack_env(stack))
+    assert redrive.returncode == 0, redrive.stderr
+    assert redrive.stdout == (f"redriven 1 message(s) to {stack.settings.validation_queue_url}\n")
+    assert await stack.queue_messages(stack.settings.validation_dlq_url or "") == []
+    assert await stack.queue_messages(stack.settings.ingest_queue_url or "") == []
+    await stack.run_validation()
+
+    # THEN the upload is validated
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["status"], history["valid_records"]) == ("validated", 1)
+
+
+async def test_redrive_returns_each_message_to_the_queue_of_its_stage(stack: Stack) -> None:
+    # GIVEN the ingest DLQ holds an S3 event, a validation job (from the days of one shared
+    # DLQ) and a poison message
+    job = json.dumps({"upload_id": UPLOAD_ID})
+    event = s3_event(stack.bucket, KEY)
+    async with stack.session_client("sqs") as sqs:
+        for body in (event, job, "not a message"):
+            await sqs.send_message(QueueUrl=stack.settings.dlq_url or "", MessageBody=body)
+
+    peek = cli("dlq", "peek", env=stack_env(stack))
+    assert peek.returncode == 0, peek.stderr
+    rows = [columns(line)[:3] for line in peek.stdout.splitlines()[2:]]
+    assert sorted(rows) == sorted(
+        [
+            [UPLOAD_ID, KEY, "ingest"],
+            [UPLOAD_ID, "(validation job)", "validation"],
+            ["-", "-", "ingest"],
+        ]
+    )
+
+    # WHEN the ingest DLQ is redriven
+    redrive = cli("dlq", "redrive", env=stack_env(stack))
+
+    # THEN the job went to the validation queue, the rest back to the ingest queue
+    assert redrive.returncode == 0, redrive.stderr
+    ingest, validation = stack.settings.ingest_queue_url, stack.settings.validation_queue_url
+    assert sorted(redrive.stdout.splitlines()) == sorted(
+        [f"redriven 2 message(s) to {ingest}", f"redriven 1 message(s) to {validation}"]
+    )
+    assert await stack.queue_messages(stack.settings.dlq_url or "") == []
+    assert sorted(m["Body"] for m in await stack.queue_messages(ingest or "")) == sorted(
+        [event, "not a message"]
+    )
+    assert [m["Body"] for m in await stack.queue_messages(validation or "")] == [job]
+
+
+def columns(line: str) -> list[str]:
+    """A row of a text table's columns (separated by two spaces or more)."""
+    return re.split(r"\s{2,}", line.strip())
 
 
 async def test_uploads_lists_history_filtered_by_status_and_vendor(stack: Stack) -> None:

@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from tests.conftest import Stack
+from tests.conftest import Stack, s3_event
 from tests.test_cli import cli, stack_env
 
 KEY = "uploads/ACME/ACME_20241105_093015.csv"
@@ -222,7 +222,7 @@ async def test_validate_refuses_an_upload_that_is_not_staged(stack: Stack) -> No
     assert "error: upload UPLOAD_NOBODY_20240101_000000 is rejected, not staged" in result.stderr
 
 
-async def test_a_malformed_validation_job_goes_to_the_dlq(stack: Stack) -> None:
+async def test_a_malformed_validation_job_goes_to_the_validation_dlq(stack: Stack) -> None:
     async with stack.session_client("sqs") as sqs:
         await sqs.send_message(
             QueueUrl=stack.settings.validation_queue_url or "", MessageBody='{"upload": 1}'
@@ -230,5 +230,70 @@ async def test_a_malformed_validation_job_goes_to_the_dlq(stack: Stack) -> None:
 
     await stack.run_validation()
 
-    (dead,) = await stack.queue_messages(stack.settings.dlq_url or "")
+    (dead,) = await stack.queue_messages(stack.settings.validation_dlq_url or "")
     assert dead["MessageAttributes"]["reason"]["StringValue"].startswith("not a validation job")
+    assert await stack.queue_messages(stack.settings.dlq_url or "") == []
+    assert await stack.queue_messages(stack.settings.ingest_queue_url or "") == []
+
+
+async def test_the_ingest_loop_hands_a_validation_job_on_to_the_validation_queue(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS[:1]))
+    await stack.run_worker()
+    await drain(stack, stack.settings.validation_queue_url or "")  # the job staging queued
+
+    # GIVEN a validation job on the ingest queue
+    await stack.send_raw(json.dumps({"upload_id": UPLOAD_ID}))
+
+    # WHEN the ingest loop runs: the job is not poison, it is handed on
+    await stack.run_worker()
+
+    assert await stack.queue_messages(stack.settings.dlq_url or "") == []
+    assert await stack.queue_messages(stack.settings.ingest_queue_url or "") == []
+    (job,) = await stack.queue_messages(stack.settings.validation_queue_url or "")
+    assert json.loads(job["Body"]) == {"upload_id": UPLOAD_ID}
+
+    # AND the validation loop runs it
+    await stack.run_validation()
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["status"], history["valid_records"]) == ("validated", 1)
+
+
+async def test_a_validation_job_with_no_validation_queue_to_go_to_says_so_in_the_dlq(
+    stack: Stack,
+) -> None:
+    await stack.send_raw(json.dumps({"upload_id": UPLOAD_ID}))
+
+    await stack.run_worker(validation_queue_url=None)
+
+    (dead,) = await stack.queue_messages(stack.settings.dlq_url or "")
+    assert dead["MessageAttributes"]["reason"]["StringValue"] == (
+        "a message for the validation stage, and VALIDATION_QUEUE_URL is not set"
+    )
+
+
+async def test_the_validation_loop_hands_an_s3_event_on_to_the_ingest_queue(stack: Stack) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS[:1]))
+    # the notification S3 sent is taken away: only the misplaced copy is left
+    await drain(stack, stack.settings.ingest_queue_url or "")
+    async with stack.session_client("sqs") as sqs:
+        await sqs.send_message(
+            QueueUrl=stack.settings.validation_queue_url or "",
+            MessageBody=s3_event(stack.bucket, KEY),
+        )
+
+    await stack.run_validation()
+
+    assert await stack.queue_messages(stack.settings.validation_dlq_url or "") == []
+    assert await stack.queue_messages(stack.settings.validation_queue_url or "") == []
+    (event,) = await stack.queue_messages(stack.settings.ingest_queue_url or "")
+    assert event["Body"] == s3_event(stack.bucket, KEY)
+    await stack.run_worker()
+    await stack.run_validation()
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert history["status"] == "validated"

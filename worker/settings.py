@@ -24,6 +24,16 @@ _LEFT_TO_BOTOCORE = frozenset({"aws_endpoint_url"})
 # libpq's sslmode names (DATABASE_SSL_MODE).
 SslMode = Literal["disable", "prefer", "require", "verify-ca", "verify-full"]
 
+# The two stages, each with its queue and that queue's DLQ.
+Stage = Literal["ingest", "validation"]
+STAGES: tuple[Stage, ...] = ("ingest", "validation")
+# The variables naming each stage's queue and DLQ, for messages about a missing one.
+QUEUE_VARIABLES: dict[Stage, str] = {
+    "ingest": "INGEST_QUEUE_URL",
+    "validation": "VALIDATION_QUEUE_URL",
+}
+DLQ_VARIABLES: dict[Stage, str] = {"ingest": "DLQ_URL", "validation": "VALIDATION_DLQ_URL"}
+
 
 class _Environment(EnvSettingsSource):
     """The process environment, minus the variables botocore reads itself."""
@@ -46,9 +56,12 @@ class Settings(BaseSettings):
     aws_endpoint_url: str | None = None
 
     ingest_queue_url: str | None = None
+    # The ingest queue's DLQ.
     dlq_url: str | None = None
-    # The validation stage: its job queue, the queue for invalid rows, the vendor-notice topic.
+    # The validation stage: its job queue and that queue's DLQ, the queue for invalid rows,
+    # the vendor-notice topic.
     validation_queue_url: str | None = None
+    validation_dlq_url: str | None = None
     error_queue_url: str | None = None
     notice_topic_arn: str | None = None
     dynamodb_table: str = "UploadRecords"
@@ -115,10 +128,23 @@ class Settings(BaseSettings):
             raise ConfigurationError("VALIDATION_QUEUE_URL and ERROR_QUEUE_URL must be set")
         return self.validation_queue_url, self.error_queue_url
 
-    def require_dlq(self) -> str:
-        if not self.dlq_url:
-            raise ConfigurationError("DLQ_URL is not set")
-        return self.dlq_url
+    def queue_url_of(self, stage: Stage) -> str | None:
+        """The queue a stage consumes: INGEST_QUEUE_URL or VALIDATION_QUEUE_URL."""
+        return self.ingest_queue_url if stage == "ingest" else self.validation_queue_url
+
+    def dlq_url_of(self, stage: Stage) -> str | None:
+        """The DLQ of a stage's queue: DLQ_URL or VALIDATION_DLQ_URL."""
+        return self.dlq_url if stage == "ingest" else self.validation_dlq_url
+
+    def require_queue(self, stage: Stage) -> str:
+        if not (url := self.queue_url_of(stage)):
+            raise ConfigurationError(f"{QUEUE_VARIABLES[stage]} is not set")
+        return url
+
+    def require_dlq(self, stage: Stage = "ingest") -> str:
+        if not (url := self.dlq_url_of(stage)):
+            raise ConfigurationError(f"{DLQ_VARIABLES[stage]} is not set")
+        return url
 
 
 def describe_invalid(exc: ValidationError) -> str:

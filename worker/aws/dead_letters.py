@@ -1,4 +1,5 @@
-"""Poison messages go straight to the DLQ, with the reason as a message attribute."""
+"""Poison messages go straight to the DLQ of the queue they were found on (``DLQ_URL`` or
+``VALIDATION_DLQ_URL``), with the reason as a message attribute."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ async def dead_letter(
     """Send a copy to the DLQ; True when the original may now be deleted."""
     if not dlq_url:
         log.error(
-            "poison message and no DLQ_URL set; leaving it for the queue's redrive policy",
+            "poison message and no DLQ set for its queue (DLQ_URL, VALIDATION_DLQ_URL); "
+            "leaving it for the queue's redrive policy",
             extra={"reason": reason},
         )
         return False

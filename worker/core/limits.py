@@ -37,7 +37,10 @@ PREVIEW_BYTES = 16_384
 VALUE_PREVIEW_CHARS = 200
 # upload_history.error_message.
 MAX_ERROR_MESSAGE_CHARS = 2_000
-# SQS: one message, and one SendMessageBatch call (bodies and attributes together).
+# SQS: one message, and one SendMessageBatch call (bodies and attributes together). SQS takes
+# up to 1 MiB for each today, but a queue's MaximumMessageSize (1 KiB to 1 MiB) bounds every
+# message and has long defaulted to 256 KiB; the service keeps to 256 KiB for both, so what it
+# sends fits a queue left at that default and the consumers that assume it.
 SQS_MESSAGE_BYTES = 262_144
 # SNS: one notice (its attributes and subject are small and counted apart here).
 SNS_MESSAGE_BYTES = 256_000

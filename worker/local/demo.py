@@ -15,7 +15,6 @@ from worker.postgres.products import count_from_upload
 from worker.postgres.uploads import UploadHistory
 from worker.resources import Resources
 from worker.runtimes.consumer import Consumer
-from worker.runtimes.handlers import handle_validation
 from worker.runtimes.text_table import render_table
 from worker.settings import Settings
 
@@ -127,12 +126,7 @@ async def run_demo(database_url: str | None, *, keep: bool) -> list[DemoRow]:
         uploaded = await upload_samples(settings, local.bucket)
         async with Resources.open(settings) as res:
             await Consumer(res).run(drain=True)  # stage: queues a validation job per upload
-            await Consumer(
-                res,
-                queue_url=settings.validation_queue_url,
-                handler=handle_validation,
-                capacity=settings.validations_in_flight,
-            ).run(drain=True)
+            await Consumer(res, stage="validation").run(drain=True)
             return await summarise(res, uploaded)
     finally:
         if not keep:

@@ -1,6 +1,7 @@
 """Create the stack's resources, as deploy/ does in AWS: bucket with its S3→SQS notification,
-ingest queue with its DLQ and redrive policy, the staging table with its GSIs and stream, the
-database secret, the schema and a few vendors. Every step is idempotent."""
+the ingest and validation queues, each with its own DLQ and redrive policy, the staging table
+with its GSIs and stream, the database secret, the schema and a few vendors. Every step is
+idempotent."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class StackNames:
     ingest_queue: str = "vendor-onboarding-ingest"
     dlq: str = "vendor-onboarding-ingest-dlq"
     validation_queue: str = "vendor-onboarding-validation"
+    validation_dlq: str = "vendor-onboarding-validation-dlq"
     error_queue: str = "vendor-onboarding-invalid-rows"
     notice_topic: str = "vendor-onboarding-notices"
     table: str = "UploadRecords"
@@ -53,6 +55,7 @@ class QueueUrls:
     validation: str
     errors: str
     notice_topic: str
+    validation_dlq: str
 
 
 def stack_settings(
@@ -65,6 +68,7 @@ def stack_settings(
         "ingest_queue_url": queues.ingest,
         "dlq_url": queues.dlq,
         "validation_queue_url": queues.validation,
+        "validation_dlq_url": queues.validation_dlq,
         "error_queue_url": queues.errors,
         "notice_topic_arn": queues.notice_topic,
         "dynamodb_table": names.table,
@@ -95,31 +99,26 @@ async def provision_aws(
 
 
 async def create_queues(sqs: SQSClient, sns: SNSClient, names: StackNames) -> QueueUrls:
-    dlq_url = (
-        await sqs.create_queue(
-            QueueName=names.dlq, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
-        )
-    )["QueueUrl"]
-    dlq_arn = (await sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"]))[
-        "Attributes"
-    ]["QueueArn"]
-    redrive = {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(names.max_receive_count)}
+    dlq_url, ingest_redrive = await create_dlq(sqs, names.dlq, names.max_receive_count)
     ingest_url = (
         await sqs.create_queue(
             QueueName=names.ingest_queue,
             Attributes={
                 "VisibilityTimeout": str(names.visibility_timeout),
                 "MessageRetentionPeriod": str(4 * 24 * 3600),
-                "RedrivePolicy": json.dumps(redrive),
+                "RedrivePolicy": ingest_redrive,
             },
         )
     )["QueueUrl"]
+    validation_dlq_url, validation_redrive = await create_dlq(
+        sqs, names.validation_dlq, names.max_receive_count
+    )
     validation_url = (
         await sqs.create_queue(
             QueueName=names.validation_queue,
             Attributes={
                 "VisibilityTimeout": str(names.visibility_timeout),
-                "RedrivePolicy": json.dumps(redrive),
+                "RedrivePolicy": validation_redrive,
             },
         )
     )["QueueUrl"]
@@ -130,7 +129,20 @@ async def create_queues(sqs: SQSClient, sns: SNSClient, names: StackNames) -> Qu
         )
     )["QueueUrl"]
     topic_arn = (await sns.create_topic(Name=names.notice_topic))["TopicArn"]
-    return QueueUrls(ingest_url, dlq_url, validation_url, errors_url, topic_arn)
+    return QueueUrls(ingest_url, dlq_url, validation_url, errors_url, topic_arn, validation_dlq_url)
+
+
+async def create_dlq(sqs: SQSClient, name: str, max_receive_count: int) -> tuple[str, str]:
+    """A DLQ, and the RedrivePolicy that sends a queue's messages to it."""
+    url = (
+        await sqs.create_queue(
+            QueueName=name, Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        )
+    )["QueueUrl"]
+    arn = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"]))["Attributes"][
+        "QueueArn"
+    ]
+    return url, json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receive_count)})
 
 
 async def create_bucket(s3: S3Client, sqs: SQSClient, names: StackNames, queue_url: str) -> None:

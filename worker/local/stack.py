@@ -74,6 +74,7 @@ async def up(database_url: str | None = None, *, port: int | None = None) -> Loc
         "INGEST_QUEUE_URL": queues.ingest,
         "DLQ_URL": queues.dlq,
         "VALIDATION_QUEUE_URL": queues.validation,
+        "VALIDATION_DLQ_URL": queues.validation_dlq,
         "ERROR_QUEUE_URL": queues.errors,
         "NOTICE_TOPIC_ARN": queues.notice_topic,
         "UPLOAD_BUCKET": names.bucket,

@@ -40,7 +40,6 @@ async def _run(args: argparse.Namespace) -> int:
     from worker.aws.task_protection import TaskProtection
     from worker.resources import Resources
     from worker.runtimes.consumer import Consumer, check_resources
-    from worker.runtimes.handlers import handle_validation
     from worker.runtimes.health import health_server
 
     settings = _settings()
@@ -55,15 +54,7 @@ async def _run(args: argparse.Namespace) -> int:
         await check_resources(res, queue_url, *([validation_queue] if validation_queue else []))
         consumers = [Consumer(res, protection=protection)]
         if validation_queue:
-            consumers.append(
-                Consumer(
-                    res,
-                    queue_url=validation_queue,
-                    handler=handle_validation,
-                    capacity=settings.validations_in_flight,
-                    protection=protection,
-                )
-            )
+            consumers.append(Consumer(res, stage="validation", protection=protection))
 
         def on_signal() -> None:
             if consumers[0].stopping:  # a second signal: leave at once
@@ -207,20 +198,23 @@ async def _dlq(args: argparse.Namespace) -> int:
     from worker.resources import open_sqs
     from worker.runtimes import dlq
     from worker.runtimes.text_table import render_table
+    from worker.settings import STAGES
 
     settings = _settings()
-    dlq_url = settings.require_dlq()
+    home = args.queue
+    dlq_url = settings.require_dlq(home)
     if args.action == "peek" or args.dry_run:
         async with open_sqs(settings) as sqs:
             letters = await dlq.peek(sqs, dlq_url, args.limit)
         last = await _last_errors(settings, [d.upload_id for d in letters])
         print(
             render_table(
-                ("upload_id", "key", "receives", "age", "last error"),
+                ("upload_id", "key", "back to", "receives", "age", "last error"),
                 [
                     (
                         d.upload_id or "-",
-                        d.key or "-",
+                        d.key or ("(validation job)" if d.stage == "validation" else "-"),
+                        d.stage or home,
                         str(d.receive_count),
                         _age(d.age_seconds),
                         last.get(d.upload_id) or d.reason or "-",
@@ -232,17 +226,23 @@ async def _dlq(args: argparse.Namespace) -> int:
         if args.action == "redrive":
             print(f"dry run: {len(letters)} message(s) would be redriven")
         return EXIT_OK
-    ingest_url = settings.require_ingest_queue()
+    queues = {home: settings.require_queue(home)}
+    queues |= {
+        stage: url
+        for stage in STAGES
+        if stage != home and (url := settings.queue_url_of(stage)) is not None
+    }
 
     def progress(moved: int) -> None:
         print(f"\rredriven {moved} message(s)", end="", file=sys.stderr, flush=True)
 
     async with open_sqs(settings) as sqs:
         moved, errors = await dlq.redrive(
-            sqs, dlq_url, ingest_url, limit=args.limit, progress=progress
+            sqs, dlq_url, queues, home=home, limit=args.limit, progress=progress
         )
     print(file=sys.stderr)
-    print(f"redriven {moved} message(s) to {ingest_url}")
+    for url, count in moved.items() or [(queues[home], 0)]:
+        print(f"redriven {count} message(s) to {url}")
     for error in errors:
         print(f"error: {error}", file=sys.stderr)
     return EXIT_FAILED if errors else EXIT_OK
@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
         _DATABASE,
         _AWS,
         "DYNAMODB_TABLE, DLQ_URL, METRICS_NAMESPACE",
-        "VALIDATION_QUEUE_URL with ERROR_QUEUE_URL (and NOTICE_TOPIC_ARN): the validation stage",
+        "VALIDATION_QUEUE_URL with ERROR_QUEUE_URL (and NOTICE_TOPIC_ARN, VALIDATION_DLQ_URL): "
+        "the validation stage",
         "FILES_IN_FLIGHT, BATCHES_IN_FLIGHT, VISIBILITY_TIMEOUT_SECONDS, SHUTDOWN_GRACE_SECONDS",
         "HEALTH_PORT; ECS_AGENT_URI (set by ECS: scale-in protection while files are in flight)",
     )
@@ -409,16 +410,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     dlq = command(
         "dlq",
-        "look at or redrive the dead-letter queue",
-        "peek: list the DLQ's messages (upload, key, receives, age, last error) and consume "
-        "nothing. redrive: move them back to the ingest queue, sending each before deleting "
-        "it. Needs AWS access only; the last errors come from upload_history when the "
-        "database can be reached.",
-        "required: DLQ_URL; redrive also INGEST_QUEUE_URL",
+        "look at or redrive a dead-letter queue",
+        "peek: list a DLQ's messages (upload, key, the queue a redrive returns each to, "
+        "receives, age, last error) and consume nothing. redrive: move them back, sending "
+        "each before deleting it: an S3 event to the ingest queue, a validation job to the "
+        "validation queue, anything else to the queue whose DLQ it is in. --queue chooses "
+        "the DLQ: the ingest queue's (DLQ_URL) or the validation queue's (VALIDATION_DLQ_URL). "
+        "Needs AWS access only; the last errors come from upload_history when the database "
+        "can be reached.",
+        "required: DLQ_URL (--queue validation: VALIDATION_DLQ_URL)",
+        "redrive also: INGEST_QUEUE_URL (--queue validation: VALIDATION_QUEUE_URL),",
+        "  and the other stage's queue URL, if set, for that stage's messages",
         _AWS,
         "optional: " + _DATABASE,
     )
     dlq.add_argument("action", choices=("peek", "redrive"), help="peek or redrive")
+    dlq.add_argument(
+        "--queue",
+        choices=("ingest", "validation"),
+        default="ingest",
+        metavar="QUEUE",
+        help="ingest or validation: the DLQ of which queue (ingest)",
+    )
     dlq.add_argument(
         "--limit", type=_positive, default=100, metavar="N", help="at most N messages (100)"
     )

@@ -1,7 +1,9 @@
 """The SQS receive loop: long polling, a bounded number of messages in flight, one disposition
-per message (delete, retry after a backoff, or dead-letter a poison message). What a message
-means is up to its handler (``worker.runtimes.handlers``): the worker runs one loop for the
-ingest queue and one for the validation queue."""
+per message (delete, retry after a backoff, or dead-letter a poison message to the DLQ of the
+queue it was found on). What a message means is up to its handler
+(``worker.runtimes.handlers``): the worker runs one loop for the ingest queue and one for the
+validation queue, and a loop that receives a message of the other stage hands it on to that
+stage's queue rather than taking it for poison."""
 
 from __future__ import annotations
 
@@ -19,10 +21,11 @@ from worker.aws.dead_letters import dead_letter
 from worker.aws.errors import error_code
 from worker.aws.queues import QueueOperations, hand_on
 from worker.aws.task_protection import TaskProtection
-from worker.aws.visibility import MessageVisibility, retry_delay
+from worker.aws.visibility import MessageVisibility, change_visibility, retry_delay
 from worker.core.errors import ConfigurationError, TransientError
 from worker.resources import Resources
-from worker.runtimes.handlers import Action, Handler, handle_ingest
+from worker.runtimes.handlers import HANDLERS, Action, Handler, stage_of
+from worker.settings import QUEUE_VARIABLES, Stage
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs.type_defs import MessageTypeDef
@@ -59,7 +62,11 @@ async def check_resources(res: Resources, *queue_urls: str) -> None:
 
 
 class Consumer:
-    """Receives from one queue and handles up to ``capacity`` messages at once.
+    """Receives from one stage's queue and handles up to ``capacity`` messages at once.
+
+    ``stage`` (``ingest`` unless ``queue_url`` is the validation queue) chooses the queue, the
+    handler, the capacity (``FILES_IN_FLIGHT`` or ``VALIDATIONS_IN_FLIGHT``) and the DLQ where
+    poison messages go; ``queue_url``, ``handler`` and ``capacity`` override it.
 
     A slot of a ``BoundedSemaphore`` is taken per message and freed as soon as its handler
     returns. ``run(drain=True)`` returns once a receive comes back empty and no work is in
@@ -72,16 +79,28 @@ class Consumer:
         self,
         res: Resources,
         *,
+        stage: Stage | None = None,
         queue_url: str | None = None,
-        handler: Handler = handle_ingest,
+        handler: Handler | None = None,
         capacity: int | None = None,
         protection: TaskProtection | None = None,
     ) -> None:
+        settings = res.settings
+        if stage is None:
+            stage = (
+                "validation"
+                if queue_url and queue_url == settings.validation_queue_url
+                else "ingest"
+            )
         self._res = res
-        self._settings = res.settings
-        self._queue_url = queue_url or res.settings.require_ingest_queue()
-        self._handler = handler
-        self._slots = asyncio.BoundedSemaphore(capacity or res.settings.files_in_flight)
+        self._settings = settings
+        self._stage: Stage = stage
+        self._queue_url = queue_url or settings.require_queue(stage)
+        self._handler = handler or HANDLERS[stage]
+        default_capacity = (
+            settings.files_in_flight if stage == "ingest" else settings.validations_in_flight
+        )
+        self._slots = asyncio.BoundedSemaphore(capacity or default_capacity)
         self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         # ECS scale-in protection, held while a message is being handled (shared by the loops).
@@ -231,6 +250,12 @@ class Consumer:
                 log.exception("unexpected error while handling a message; it will be retried")
 
     async def _handle_message(self, message: MessageTypeDef) -> None:
+        owner = stage_of(message.get("Body", ""))
+        if owner is not None and owner != self._stage:
+            target = self._settings.queue_url_of(owner)
+            if target != self._queue_url:
+                await self._pass_on(message, owner, target)
+                return
         visibility = MessageVisibility(
             self._res.sqs,
             self._queue_url,
@@ -254,17 +279,38 @@ class Consumer:
             else:
                 await visibility.set(0)
         else:
-            receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
-            delay = retry_delay(
-                receives,
-                base=self._settings.retry_backoff_seconds,
-                cap=self._settings.retry_backoff_max_seconds,
-                not_before=disposition.not_before,
-            )
-            log.info(
-                "message left for a retry", extra={"receive_count": receives, "retry_in": delay}
-            )
-            await visibility.set(delay)
+            await visibility.set(self._retry_delay(message, disposition.not_before))
+
+    def _retry_delay(self, message: MessageTypeDef, not_before: float = 0.0) -> int:
+        receives = int(message.get("Attributes", {}).get("ApproximateReceiveCount", "1"))
+        delay = retry_delay(
+            receives,
+            base=self._settings.retry_backoff_seconds,
+            cap=self._settings.retry_backoff_max_seconds,
+            not_before=not_before,
+        )
+        log.info("message left for a retry", extra={"receive_count": receives, "retry_in": delay})
+        return delay
+
+    async def _pass_on(self, message: MessageTypeDef, owner: Stage, target: str | None) -> None:
+        """A message of the other stage (a validation job on the ingest queue, an S3 event on
+        the validation queue) is not poison: it is sent to that stage's queue, then deleted
+        here. Only when that queue is not configured does it go to this queue's DLQ."""
+        if not target:
+            reason = f"a message for the {owner} stage, and {QUEUE_VARIABLES[owner]} is not set"
+            await self._dead_letter(message, reason)
+            return
+        log.info(
+            "message of the %s stage found on the %s queue; handing it on",
+            owner,
+            self._stage,
+            extra={"to_queue": target},
+        )
+        if await hand_on(self._res.sqs, target, message.get("Body", "")):
+            await self._delete(message)
+        else:
+            delay = self._retry_delay(message)
+            await change_visibility(self._res.sqs, self._queue_url, message["ReceiptHandle"], delay)
 
     async def _delete(self, message: MessageTypeDef) -> None:
         # A failed delete is logged by the acknowledger; the message comes back and is then
@@ -274,7 +320,7 @@ class Consumer:
     async def _dead_letter(self, message: MessageTypeDef, reason: str) -> None:
         moved = await dead_letter(
             self._res.sqs,
-            self._settings.dlq_url,
+            self._settings.dlq_url_of(self._stage),
             body=message.get("Body", ""),
             message_id=message.get("MessageId", ""),
             reason=reason,

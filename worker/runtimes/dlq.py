@@ -1,14 +1,17 @@
-"""The operators' DLQ commands: peek at it and redrive it. Both need an SQS client only.
+"""The operators' DLQ commands: peek at a DLQ and redrive it. Both need an SQS client only.
 
-Peeks consume nothing (messages are handed back at once); a redrive sends each message to
-the ingest queue first and deletes it from the DLQ after, so an interruption can duplicate a
-message (which the pipeline absorbs) but never lose one.
+Each queue has its own DLQ (``DLQ_URL``, ``VALIDATION_DLQ_URL``). Peeks consume nothing
+(messages are handed back at once); a redrive returns each message to the queue of the stage
+it belongs to — an S3 event to the ingest queue, a validation job to the validation queue, a
+poison message to the queue whose DLQ it is in — sending it first and deleting it from the DLQ
+after, so an interruption can duplicate a message (which the pipeline absorbs) but never lose
+one.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +19,9 @@ from worker.aws.queues import QueueOperations
 from worker.core.errors import PoisonMessageError, UploadKeyError
 from worker.core.events import parse_message_body
 from worker.core.keys import parse_upload_key, rejected_upload_id
+from worker.runtimes.handlers import stage_of
+from worker.settings import Stage
+from worker.validation.jobs import job_upload_id
 
 if TYPE_CHECKING:
     from types_aiobotocore_sqs import SQSClient
@@ -30,17 +36,21 @@ class DeadLetter:
     receive_count: int
     age_seconds: float
     reason: str
+    # The stage it belongs to (None: poison, neither an S3 event nor a validation job).
+    stage: Stage | None = None
 
 
 def describe(message: MessageTypeDef) -> DeadLetter:
-    """What a DLQ message is about, from its body and attributes alone."""
+    """What a DLQ message is about, from its body and attributes alone: an S3 event names its
+    object (and so its upload), a validation job its upload."""
     attributes = message.get("Attributes", {})
     sent_ms = int(attributes.get("SentTimestamp", "0"))
     message_attributes: dict[str, Any] = dict(message.get("MessageAttributes", {}))
     reason = str(message_attributes.get("reason", {}).get("StringValue", ""))
-    upload_id, key = "", ""
+    body = message.get("Body", "")
+    upload_id, key = job_upload_id(body) or "", ""
     try:
-        refs = parse_message_body(message.get("Body", ""))
+        refs = [] if upload_id else parse_message_body(body)
     except PoisonMessageError as exc:
         reason = reason or str(exc)
     else:
@@ -59,6 +69,7 @@ def describe(message: MessageTypeDef) -> DeadLetter:
         receive_count=int(attributes.get("ApproximateReceiveCount", "0")),
         age_seconds=max(0.0, time.time() - sent_ms / 1000) if sent_ms else 0.0,
         reason=reason,
+        stage=stage_of(body),
     )
 
 
@@ -81,22 +92,38 @@ async def peek(sqs: SQSClient, dlq_url: str, limit: int) -> list[DeadLetter]:
 async def redrive(
     sqs: SQSClient,
     dlq_url: str,
-    ingest_url: str,
+    queues: Mapping[Stage, str],
     *,
+    home: Stage,
     limit: int,
     progress: Callable[[int], None] = lambda _moved: None,
-) -> tuple[int, list[str]]:
-    """Move up to ``limit`` messages from the DLQ back to the ingest queue."""
+) -> tuple[dict[str, int], list[str]]:
+    """Move up to ``limit`` messages from the DLQ of ``home``'s queue back: each to the queue
+    of the stage it belongs to (``queues[stage]``), a poison message — or one whose stage has
+    no queue in ``queues`` — to ``queues[home]``. Returns the count moved to each queue's URL,
+    and the errors."""
     queue = QueueOperations(sqs)
-    moved, errors = 0, []
-    while moved < limit:
-        batch = await queue.receive(dlq_url, limit - moved, hold_seconds=60)
+    moved: dict[str, int] = {}
+    errors: list[str] = []
+    total = 0
+    while total < limit:
+        batch = await queue.receive(dlq_url, limit - total, hold_seconds=60)
         if not batch:
             break
-        count, batch_errors = await queue.move(dlq_url, ingest_url, batch)
-        moved += count
+        by_target: dict[str, list[MessageTypeDef]] = {}
+        for message in batch:
+            stage = stage_of(message.get("Body", "")) or home
+            by_target.setdefault(queues.get(stage) or queues[home], []).append(message)
+        count = 0
+        batch_errors: list[str] = []
+        for target, messages in by_target.items():
+            sent, failed = await queue.move(dlq_url, target, messages)
+            moved[target] = moved.get(target, 0) + sent
+            count += sent
+            batch_errors += failed
+        total += count
         errors += batch_errors
-        progress(moved)
+        progress(total)
         if batch_errors and not count:
             break
     return moved, errors

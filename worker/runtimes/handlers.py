@@ -1,7 +1,8 @@
 """What to do with one queue message, whatever runtime received it (ECS worker or Lambda).
 
 A handler reads a message body and returns a :class:`Disposition`: delete it (done, or a retry
-cannot help), retry it later, or move it to the DLQ (a poison message).
+cannot help), retry it later, or move it to the DLQ (a poison message). :func:`stage_of` says
+which stage a message belongs to, whichever queue it was found on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from worker.core.errors import (
 from worker.core.events import parse_message_body
 from worker.ingest.stage import Outcome, process_object
 from worker.resources import Resources
-from worker.settings import Settings
+from worker.settings import Stage
 from worker.validation.jobs import job_upload_id
 from worker.validation.run import validate_upload
 
@@ -114,9 +115,17 @@ async def handle_validation(
     return DELETE
 
 
-def handler_for(body: str, settings: Settings) -> tuple[Handler, str | None]:
-    """Lambda reads both queues: a validation job names an ``upload_id``. Returns the handler
-    and the queue such a message belongs to."""
+HANDLERS: dict[Stage, Handler] = {"ingest": handle_ingest, "validation": handle_validation}
+
+
+def stage_of(body: str) -> Stage | None:
+    """The stage a message belongs to: ``validation`` for a job (it names an ``upload_id``),
+    ``ingest`` for an S3 notification (or an ``s3:TestEvent``); None for anything else, a
+    poison message for whichever stage meets it."""
     if job_upload_id(body) is not None:
-        return handle_validation, settings.validation_queue_url
-    return handle_ingest, settings.ingest_queue_url
+        return "validation"
+    try:
+        parse_message_body(body)
+    except PoisonMessageError:
+        return None
+    return "ingest"

@@ -16,7 +16,9 @@ backoff. What still runs half a margin later is cancelled and reported for a ret
 
 The partial-batch logic is written here rather than taken from Powertools' batch utilities:
 it needs the deadline, the warm event loop this module keeps for the container's life, and
-poison messages moved to the DLQ (not retried), and is a few dozen lines.
+poison messages moved to the DLQ of the queue they came from (not retried), and is a few dozen
+lines. A message is handled by the stage it belongs to, whichever of the two queues it came
+from.
 """
 
 from __future__ import annotations
@@ -35,8 +37,8 @@ from worker.aws.visibility import change_visibility, retry_delay
 from worker.core.events import parse_notification
 from worker.ingest.stage import process_object
 from worker.resources import Resources
-from worker.runtimes.handlers import Action, Disposition, handler_for
-from worker.settings import Settings
+from worker.runtimes.handlers import HANDLERS, Action, Disposition, stage_of
+from worker.settings import STAGES, Settings, Stage
 
 log = logging.getLogger(__name__)
 
@@ -160,9 +162,14 @@ async def _settle_record(
 ) -> bool:
     """True when the message is done with for this receive: processed, rejected,
     dead-lettered, or handed on in a new message. A message to retry is made visible again
-    after the backoff (the queue's own visibility timeout is not waited out)."""
+    after the backoff (the queue's own visibility timeout is not waited out).
+
+    A message is handled by the stage it belongs to, whichever queue it came from; a poison
+    message goes to the DLQ of the queue it came from."""
     body = record.get("body", "")
-    handler, queue_url = handler_for(body, res.settings)
+    found_on, source_url = _source(record, res.settings)
+    stage = stage_of(body) or found_on
+    handler, queue_url = HANDLERS[stage], res.settings.queue_url_of(stage)
     if time.monotonic() >= stop_at:  # its turn came too late: hand it on untouched
         disposition = Disposition(Action.CONTINUE, "not started before the deadline")
     else:
@@ -172,7 +179,7 @@ async def _settle_record(
     if disposition.action is Action.DEAD_LETTER:
         return await dead_letter(
             res.sqs,
-            res.settings.dlq_url,
+            res.settings.dlq_url_of(stage),
             body=body,
             message_id=record.get("messageId", ""),
             reason=disposition.reason,
@@ -186,9 +193,22 @@ async def _settle_record(
         cap=res.settings.retry_backoff_max_seconds,
         not_before=disposition.not_before,
     )
-    if queue_url and record.get("receiptHandle"):
-        await change_visibility(res.sqs, queue_url, record["receiptHandle"], delay)
+    source_url = source_url or queue_url
+    if source_url and record.get("receiptHandle"):
+        await change_visibility(res.sqs, source_url, record["receiptHandle"], delay)
     return False
+
+
+def _source(record: dict[str, Any], settings: Settings) -> tuple[Stage, str | None]:
+    """The stage whose queue a record came from (its ``eventSourceARN`` names the queue, as
+    the last part of the queue's URL does) and that queue's URL; the ingest queue's when
+    the ARN names neither."""
+    name = str(record.get("eventSourceARN", "")).rsplit(":", 1)[-1]
+    for stage in STAGES:
+        url = settings.queue_url_of(stage)
+        if name and url and url.rstrip("/").rsplit("/", 1)[-1] == name:
+            return stage, url
+    return "ingest", None
 
 
 logs.configure()
