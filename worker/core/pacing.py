@@ -97,7 +97,9 @@ class Pacer:
             return
         if now - self._boost_at >= 1.0:
             self._boost, self._boost_at = min(MAX_BOOST, self._boost * 2), now
-        self.rate += INCREASE * items * self._boost + ADDITIVE * (now - self._increased_at)
+        # (At most a second of it: time without writes in flight is not time at the rate.)
+        elapsed = min(1.0, now - self._increased_at)
+        self.rate += INCREASE * items * self._boost + ADDITIVE * elapsed
         self._increased_at = now
 
     def throttled(self, sent_in: int) -> None:

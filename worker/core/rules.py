@@ -129,3 +129,9 @@ class UploadRules:
                 if value:
                     seen[value] = row_number
         return found
+
+    def forget(self, row_number: int) -> None:
+        """The row turned out invalid after all (the database refused it): it claims nothing."""
+        for seen in (self._skus, self._product_ids):
+            for value in [v for v, row in seen.items() if row == row_number]:
+                del seen[value]

@@ -19,6 +19,7 @@ _UPDATED = PRODUCT_COLUMNS[2:]
 _UPSERT = f"""
 INSERT INTO products ({", ".join(PRODUCT_COLUMNS)}, updated_at)
 SELECT {", ".join(PRODUCT_COLUMNS)}, now() FROM staged_products
+ORDER BY vendor_product_id  -- rows locked in one order: concurrent uploads do not deadlock
 ON CONFLICT (vendor_id, vendor_product_id) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in _UPDATED)}, updated_at = now()
 WHERE (products.source_timestamp IS NULL
@@ -33,7 +34,12 @@ WHERE p.source_timestamp > s.source_timestamp
 """
 # What PostgreSQL refuses in a row's values (a NUL character, a number too large for its
 # column): that row is invalid; the others are stored.
-_ROW_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# (asyncpg's own DataError: a value it cannot encode for the column.)
+_ROW_REFUSED = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    asyncpg.exceptions._base.DataError,
+)
 
 
 @dataclass
@@ -52,8 +58,10 @@ async def upsert_products(conn: asyncpg.Connection, records: list[tuple[Any, ...
     if not conn.is_in_transaction():
         raise RuntimeError("upsert_products runs inside a transaction")
     await conn.execute(
-        "CREATE TEMPORARY TABLE staged_products (LIKE products INCLUDING DEFAULTS) ON COMMIT DROP"
+        "CREATE TEMPORARY TABLE IF NOT EXISTS staged_products "
+        "(LIKE products INCLUDING DEFAULTS) ON COMMIT DROP"
     )
+    await conn.execute("TRUNCATE staged_products")
     result = Upserted()
     try:
         async with conn.transaction():  # a savepoint

@@ -106,7 +106,9 @@ class Consumer:
         # ECS scale-in protection, held while a message is being handled (shared by the loops).
         self._protection = protection
         self._acks: Acknowledger
-        self.last_turn = time.monotonic()  # when the receive loop last went round (liveness)
+        # When each receive loop last went round (liveness: the stalest one counts).
+        self._turns: dict[int, float] = {}
+        self._created = time.monotonic()
 
     @property
     def stopping(self) -> bool:
@@ -121,16 +123,28 @@ class Consumer:
         async with Acknowledger(self._res.sqs, self._queue_url) as self._acks:
             try:
                 async with asyncio.TaskGroup() as receivers:
-                    for _ in range(RECEIVERS):
-                        receivers.create_task(self._receive_loop(drain=drain))
+                    for number in range(RECEIVERS):
+                        receivers.create_task(self._receive_loop(number, drain=drain))
             finally:
                 await self._finish_in_flight()
 
-    async def _receive_loop(self, *, drain: bool) -> None:
+    @property
+    def last_turn(self) -> float:
+        """When the stalest receive loop last went round (when none runs: when the last one
+        ended, or the consumer was made)."""
+        return min(self._turns.values(), default=self._created)
+
+    async def _receive_loop(self, number: int, *, drain: bool) -> None:
+        try:
+            await self._receive_until_stopped(number, drain=drain)
+        finally:
+            self._created = max(self._created, self._turns.pop(number, self._created))
+
+    async def _receive_until_stopped(self, number: int, *, drain: bool) -> None:
         wait = min(self._settings.receive_wait_seconds, DRAIN_WAIT_SECONDS) if drain else None
         failures = 0
         while not self._stopping.is_set():
-            self.last_turn = time.monotonic()
+            self._turns[number] = time.monotonic()
             slots = await self._take_slots()
             if not slots:
                 continue  # every slot still busy: look again (the loop stays live)

@@ -29,7 +29,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.errors import error_code
 from worker.aws.item_writer import ItemWriter
-from worker.core.errors import LeaseLostError, PermanentError, TransientError, UploadBusyError
+from worker.core.errors import (
+    ConfigurationError,
+    LeaseLostError,
+    PermanentError,
+    TransientError,
+    UploadBusyError,
+)
 from worker.core.items import Item, record_id, refused_item, row_order_ranges
 from worker.core.report import SAMPLE_ERRORS, ReportSummary, csv_header, csv_lines, report_keys
 from worker.core.rules import UploadRules, Violation
@@ -115,7 +121,7 @@ async def _release(res: Resources, upload: StagedUpload, *, notice_sent: bool) -
             await UploadHistory(conn).release(
                 upload.upload_id, upload.attempt, notice_sent=notice_sent
             )
-    except TransientError as exc:
+    except (TransientError, ConfigurationError) as exc:
         log.warning("could not release the upload; its lease runs out", extra={"error": str(exc)})
 
 
@@ -141,6 +147,7 @@ class _Run:
             ) as writer:
                 async for page in _pages(self._res, upload.upload_id, upload.total_records):
                     await self._page(page, writer, errors_csv)
+                self._lease.check()  # lost: the batches still in flight are cancelled
             errors_csv.seek(0)
             summary = ReportSummary(
                 upload_id=upload.upload_id,
@@ -193,6 +200,7 @@ class _Run:
         updates: list[Item] = []
         for item, verdict in zip(page, verdicts, strict=True):
             if (reason := refused_verdicts.get(id(verdict))) is not None:
+                self._rules.forget(verdict.row_number)
                 violation = Violation("row", "", f"refused by the database: {reason}")
                 verdict = dataclasses.replace(verdict, violations=[violation])
             self.total += 1
