@@ -5,6 +5,7 @@ and failures come from the fault proxy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from decimal import Decimal
 
@@ -23,6 +24,7 @@ from tests.test_validation import (
 )
 from worker.core.items import record_id, row_order_ranges
 from worker.core.rules import UploadRules
+from worker.postgres.database import DatabaseCredentials
 from worker.validation.jobs import job_body
 
 LEASE = 3  # seconds: the validation runs' lease here, so a busy job comes back soon
@@ -37,6 +39,16 @@ async def staged_again(stack: Stack, upload_id: str, etag_before: str) -> bool:
         and history["status"] == "staged"
         and (history["s3_etag"] != etag_before)
     )
+
+
+async def notification_visible(stack: Stack) -> bool:
+    """The ingest queue has a message to receive (without receiving it)."""
+    async with stack.session_client("sqs") as sqs:
+        attributes = await sqs.get_queue_attributes(
+            QueueUrl=stack.settings.ingest_queue_url or "",
+            AttributeNames=["ApproximateNumberOfMessages"],
+        )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"]) > 0
 
 
 async def validated(stack: Stack, upload_id: str, **overrides: object) -> bool:
@@ -63,14 +75,21 @@ async def test_a_reupload_while_a_run_is_paused_half_way_ends_with_the_new_versi
             return plan.queries_held > 0
 
         await eventually(paused, within=20, what="the validation run to read its rows")
-        # The vendor uploads a new version (P-1 at 13.75) while the old one is being validated.
+        # The vendor uploads a new version (P-1 at 13.75) while the old one is being validated:
+        # its notification waits, as a delayed copy, for longer than the queue's
+        # maxReceiveCount (3) allows retries, and never reaches the DLQ.
         await stack.put_object(KEY, csv_file([ROWS[0].replace("12.50", "13.75"), ROWS[1]]))
-        await stack.run_worker()
+        for _ in range(stack.names.max_receive_count + 1):
+            await eventually(
+                lambda: notification_visible(stack), within=20, what="the waiting copy"
+            )
+            await stack.run_worker()
         during = await stack.history(UPLOAD_ID)
         assert during is not None
         assert (during["status"], during["s3_etag"]) == ("staged", first["s3_etag"]), (
             "a new version was staged while the old one was held"
         )
+        assert await stack.queue_messages(stack.settings.dlq_url or "") == []
         plan.query_gate.set()
         await run
     await eventually(
@@ -250,3 +269,108 @@ def test_the_first_valid_occurrence_claims_a_sku() -> None:
     assert [(v.field, v.rule) for v in later] == [
         ("sku", "must be unique in the file (row 100000)")
     ]
+
+
+class DatabaseCut:
+    """A TCP forwarder to the test database that can be cut: every connection through it is
+    closed and no new one is let through (a worker losing PostgreSQL)."""
+
+    def __init__(self, upstream: DatabaseCredentials) -> None:
+        self._upstream = upstream
+        self._cut = False
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def __aexit__(self, *_: object) -> None:
+        self.cut()
+        self._server.close()
+
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        host, port = self._upstream.host, self._upstream.port
+        if host.startswith("/"):  # the embedded server: a Unix socket
+            return await asyncio.open_unix_connection(f"{host}/.s.PGSQL.{port}")
+        return await asyncio.open_connection(host, port)
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.close()
+            return
+        up_reader, up_writer = await self._open_upstream()
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self._cut = True
+        for writer in self._writers:
+            writer.close()
+
+
+async def test_a_run_cut_off_from_the_database_writes_nothing_over_a_new_version(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS[:2]))
+    await stack.run_worker()
+    cut = DatabaseCut(stack.credentials)
+    async with cut as port, stack.session_client("secretsmanager") as secrets:
+        secret = json.loads(
+            (await secrets.get_secret_value(SecretId=stack.names.secret))["SecretString"]
+        )
+        await secrets.create_secret(
+            Name="through-the-cut",
+            SecretString=json.dumps(secret | {"host": "127.0.0.1", "port": port}),
+        )
+        # GIVEN a validation run whose status writes DynamoDB keeps turning back
+        plan = FaultPlan(throttle_matching='"validated"')
+        async with fault_proxy(stack.settings.aws_endpoint_url or "", plan) as proxy:
+            run = asyncio.create_task(
+                stack.run_validation(
+                    aws_endpoint_url=proxy,
+                    rds_secret_name="through-the-cut",
+                    visibility_timeout_seconds=LEASE,
+                )
+            )
+
+            async def throttled() -> bool:
+                return plan.throttled > 0
+
+            await eventually(throttled, within=20, what="status writes throttled")
+            # WHEN it loses PostgreSQL, its lease runs out, and a new version is staged
+            cut.cut()
+
+            async def lease_over() -> bool:
+                return bool(
+                    await stack.db.fetchval(
+                        "SELECT lease_expires_at < now() FROM upload_history WHERE upload_id = $1",
+                        UPLOAD_ID,
+                    )
+                )
+
+            await eventually(lease_over, within=20, what="the run's lease to run out")
+            await stack.put_object(KEY, csv_file([ROWS[0].replace("12.50", "13.75"), ROWS[1]]))
+            await stack.run_worker()
+            assert [
+                (i["status"], i["product_data"]["price"]) for i in await stack.items(UPLOAD_ID)
+            ] == [("pending_validation", Decimal("13.75")), ("pending_validation", Decimal("39.9"))]
+            plan.throttle_matching = None  # DynamoDB takes writes again
+            await run
+
+    # THEN the old run wrote none of its statuses over the new version's items
+    assert [(i["status"], i["product_data"]["price"]) for i in await stack.items(UPLOAD_ID)] == [
+        ("pending_validation", Decimal("13.75")),
+        ("pending_validation", Decimal("39.9")),
+    ]
+    await eventually(lambda: validated(stack, UPLOAD_ID), within=30, what="validation")
+    assert (await products(stack))["P-1"]["price"] == Decimal("13.7500")

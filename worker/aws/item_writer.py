@@ -93,6 +93,9 @@ class ItemWriter:
         self._failure: BaseException | None = None
         self._progress_at = time.monotonic()
         self.throttled_items = 0  # items DynamoDB turned back (UnprocessedItems, throttles)
+        # Called before every request, re-sends included: raises (LeaseLostError) once this
+        # writer may no longer write, e.g. ``Lease.check`` of the upload it writes.
+        self.fence: Callable[[], None] = lambda: None
         self._backoff = wait_random_exponential(multiplier=base_delay, max=max_delay)
         self._retrying = AsyncRetrying(
             retry=retry_if_exception_type(
@@ -255,6 +258,7 @@ class ItemWriter:
                 if attempt.retry_state.attempt_number > 1:
                     await self.pacer.pace(len(requests))  # re-sends count against the rate
                 sent_in = self.pacer.generation
+                self.fence()
                 try:
                     response = await self._client.batch_write_item(
                         RequestItems={self._table: cast("list[WriteRequestUnionTypeDef]", requests)}

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -132,15 +133,21 @@ def _forwardable(attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def hand_on(sqs: SQSClient, queue_url: str | None, body: str) -> bool:
-    """Send a copy of a message to its queue, visible at once: a continuation that uses up no
-    receive. False when there is no queue or SQS refused (then the original must stay)."""
+# SendMessage's longest delay.
+MAX_DELAY_SECONDS = 900
+
+
+async def hand_on(sqs: SQSClient, queue_url: str | None, body: str, *, delay: float = 0.0) -> bool:
+    """Send a copy of a message to its queue, visible at once or after ``delay`` seconds (at
+    most 15 minutes): a continuation, or a wait, that uses up no receive. False when there is
+    no queue or SQS refused (then the original must stay)."""
     if not queue_url:
         return False
+    seconds = min(MAX_DELAY_SECONDS, math.ceil(delay))
     try:
-        await sqs.send_message(QueueUrl=queue_url, MessageBody=body)
+        await sqs.send_message(QueueUrl=queue_url, MessageBody=body, DelaySeconds=seconds)
     except (ClientError, BotoCoreError) as exc:
         log.warning("could not hand the message on", extra={"error": error_code(exc)})
         return False
-    log.info("handed on in a new message")
+    log.info("handed on in a new message", extra={"delay_seconds": seconds})
     return True

@@ -18,6 +18,10 @@ from typing import Self
 
 log = logging.getLogger(__name__)
 
+# A lease (or a message's visibility) counts as held for this share of its period after the
+# last renewal that succeeded; the rest of the period is the margin for writes already sent.
+HELD_FOR = 2 / 3
+
 
 class Background:
     """Subclasses implement ``_background()``; it starts on enter and is cancelled (and
@@ -54,7 +58,10 @@ class Keepalive(Background):
     ``renew`` extends whatever it keeps alive to ``period`` from now and returns True, returns
     False when the thing is definitely gone (another worker owns it), or raises when it could
     not tell (a network error: the loop tries again at the next tick). ``held`` turns False for
-    good on a False, or once no renewal has succeeded for a whole ``period``.
+    good on a False, or once no renewal has succeeded for ``HELD_FOR`` of a ``period`` (counted
+    from when the last successful renewal was asked): the holder stops writing a third of a
+    period before anyone else can take over, so a request it sent just before it noticed has
+    landed (or failed) by then.
     """
 
     def __init__(self, renew: Renew, period: float, *, what: str) -> None:
@@ -66,20 +73,22 @@ class Keepalive(Background):
 
     @property
     def held(self) -> bool:
-        if not self._gone and time.monotonic() - self._renewed_at > self.period:
+        if not self._gone and time.monotonic() - self._renewed_at > self.period * HELD_FOR:
             self._gone = True
         return not self._gone
 
-    def renewed(self, held: bool) -> None:
-        """Record the answer of a renewal made outside the loop."""
+    def renewed(self, held: bool, *, asked_at: float | None = None) -> None:
+        """Record the answer of a renewal made outside the loop (asked at ``asked_at``, a
+        ``time.monotonic()`` value: the renewal runs from then, not from its answer)."""
         if held:
-            self._renewed_at = time.monotonic()
+            self._renewed_at = time.monotonic() if asked_at is None else asked_at
         else:
             self._gone = True
 
     async def _background(self) -> None:
         while not self._gone:
             await asyncio.sleep(max(self.period / 3, 0.5))
+            asked_at = time.monotonic()
             try:
                 held = await self._renew()
             except Exception as exc:  # unknown: try again until the period is over
@@ -87,4 +96,4 @@ class Keepalive(Background):
                 continue
             if not held:
                 log.warning("%s lost", self._what)
-            self.renewed(held)
+            self.renewed(held, asked_at=asked_at)

@@ -223,6 +223,7 @@ async def _stage_claimed(upload: _Upload, claim: Claim, body: S3Body) -> UploadR
 
     writer = ItemWriter.from_settings(res.item_writes, res.settings, on_refused=stored_as_row_error)
     lease.progress = lambda: writer.confirmed_through
+    writer.fence = lease.check  # no request, re-sends included, once the lease may be lost
     try:
         _check_vendor(key.vendor_id, claim.vendor_status)
         async with lease:

@@ -130,6 +130,7 @@ class StagedUpload:
     uploaded_at: datetime | None  # the key's timestamp: the newest upload's products win
     attempt: int  # the fencing token of this validation run
     total_records: int
+    etag: str | None  # the object version staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,7 @@ class UploadHistory:
                WHERE upload_id = $1 AND status IN ('staged', 'validated')
                  AND NOT coalesce(lease_expires_at > now(), false)
                RETURNING attempts, vendor_id, status, s3_bucket, s3_key, upload_timestamp,
-                         total_records""",
+                         total_records, s3_etag""",
             upload_id,
             float(lease_seconds),
         )
@@ -323,6 +324,7 @@ class UploadHistory:
                 row["upload_timestamp"],
                 row["attempts"],
                 row["total_records"],
+                row["s3_etag"],
             )
             return ValidationClaim(ClaimState.CLAIMED, upload=upload)
         current = await self._conn.fetchrow(_INSPECT, upload_id)

@@ -287,9 +287,12 @@ class Consumer:
             await self._delete(message)
         elif disposition.action is Action.DEAD_LETTER:
             await self._dead_letter(message, disposition.reason)
-        elif disposition.action is Action.CONTINUE:
-            if await hand_on(self._res.sqs, self._queue_url, message.get("Body", "")):
+        elif disposition.action in (Action.CONTINUE, Action.WAIT):
+            body, delay = message.get("Body", ""), disposition.not_before
+            if await hand_on(self._res.sqs, self._queue_url, body, delay=delay):
                 await self._delete(message)
+            elif disposition.action is Action.WAIT:
+                await visibility.set(self._retry_delay(message, delay))
             else:
                 await visibility.set(0)
         else:

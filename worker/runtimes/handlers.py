@@ -37,13 +37,17 @@ class Action(enum.Enum):
     # Done for this receive, not for good: a copy goes back to the queue (a new message, so
     # no receive is used up) and the original is deleted. A file paused at a deadline.
     CONTINUE = "continue"
+    # Another run holds the upload: a copy goes back to the queue, delayed until the holder's
+    # lease runs out (``not_before``), and the original is deleted, so that waiting behind a
+    # long run never uses up receives (and never ends in the DLQ).
+    WAIT = "wait"
 
 
 @dataclass(frozen=True, slots=True)
 class Disposition:
     action: Action
     reason: str = ""
-    # RETRY: not sooner than this many seconds (another worker's lease runs out then).
+    # RETRY, WAIT: not sooner than this many seconds (another worker's lease runs out then).
     not_before: float = 0.0
 
 
@@ -78,6 +82,14 @@ async def handle_ingest(
         return DELETE
     if any(result.outcome is Outcome.PAUSED for result in results):
         return Disposition(Action.CONTINUE, "paused at the deadline")
+    unsettled = [r for r in results if not r.outcome.settled]
+    if all(r.outcome is Outcome.BUSY and r.retry_after for r in unsettled):
+        # Held by a live lease elsewhere (a duplicate delivery, or a validation run).
+        return Disposition(
+            Action.WAIT,
+            "held by another run",
+            not_before=max(r.retry_after or 0.0 for r in unsettled),
+        )
     busy = [r.retry_after or 0.0 for r in results if r.outcome is Outcome.BUSY]
     return Disposition(Action.RETRY, "not finished", not_before=max(busy, default=0.0))
 
@@ -97,8 +109,8 @@ async def handle_validation(
             log.warning("validation skipped", extra={"reason": str(exc)})
             return DELETE
         except UploadBusyError as exc:
-            log.info("upload busy; validation retried later", extra={"reason": str(exc)})
-            return Disposition(Action.RETRY, str(exc), not_before=exc.retry_after)
+            log.info("upload busy; validation waits", extra={"reason": str(exc)})
+            return Disposition(Action.WAIT, str(exc), not_before=max(1.0, exc.retry_after))
         except TransientError as exc:
             log.warning("validation failed; will retry", extra={"error": str(exc)})
             return Disposition(Action.RETRY, str(exc))

@@ -184,7 +184,9 @@ async def _settle_record(
             message_id=record.get("messageId", ""),
             reason=disposition.reason,
         )
-    if disposition.action is Action.CONTINUE and await hand_on(res.sqs, queue_url, body):
+    if disposition.action in (Action.CONTINUE, Action.WAIT) and await hand_on(
+        res.sqs, queue_url, body, delay=disposition.not_before
+    ):
         return True
     receives = int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
     delay = retry_delay(

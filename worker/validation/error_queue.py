@@ -37,12 +37,16 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = SQS_MESSAGE_BYTES - 4_096
 
 
-def error_message(upload_id: str, vendor_id: str, s3_key: str, verdict: Verdict) -> dict[str, Any]:
+def error_message(
+    upload_id: str, vendor_id: str, s3_key: str, verdict: Verdict, *, s3_etag: str | None = None
+) -> dict[str, Any]:
     """The SendMessageBatch entry (without its ``Id``) for one invalid row; its body fits in
-    one SQS message whatever the row holds (the row's data is then a preview)."""
+    one SQS message whatever the row holds (the row's data is then a preview). ``s3_etag``
+    names the object version: the same row of a new version is a new message."""
     data = _plain(verdict.data)
     body: dict[str, Any] = {
         "upload_id": upload_id,
+        "s3_etag": s3_etag,
         "record_id": verdict.record_id,
         "row_number": verdict.row_number,
         "vendor_id": vendor_id,
@@ -62,12 +66,15 @@ def error_message(upload_id: str, vendor_id: str, s3_key: str, verdict: Verdict)
         while len(text.encode()) > MAX_BODY_BYTES and data:
             data.popitem()
             text = json.dumps(body, default=str)
+    attributes = {
+        "upload_id": {"DataType": "String", "StringValue": upload_id},
+        "record_id": {"DataType": "String", "StringValue": verdict.record_id},
+    }
+    if s3_etag:
+        attributes["s3_etag"] = {"DataType": "String", "StringValue": s3_etag}
     return {
         "MessageBody": text,
-        "MessageAttributes": {
-            "upload_id": {"DataType": "String", "StringValue": upload_id},
-            "record_id": {"DataType": "String", "StringValue": verdict.record_id},
-        },
+        "MessageAttributes": attributes,
     }
 
 

@@ -145,6 +145,7 @@ class _Run:
             async with ItemWriter.from_settings(
                 self._res.item_writes, self._res.settings, on_refused=refused_item
             ) as writer:
+                writer.fence = self._lease.check
                 async for page in _pages(self._res, upload.upload_id, upload.total_records):
                     await self._page(page, writer, errors_csv)
                 self._lease.check()  # lost: the batches still in flight are cancelled
@@ -209,7 +210,13 @@ class _Run:
                 self._broken(verdict, errors_csv)
                 if verdict.status != STATUS_INVALID:
                     messages.append(
-                        error_message(upload.upload_id, upload.vendor_id, upload.key, verdict)
+                        error_message(
+                            upload.upload_id,
+                            upload.vendor_id,
+                            upload.key,
+                            verdict,
+                            s3_etag=upload.etag,
+                        )
                     )
             else:
                 self.valid += 1
