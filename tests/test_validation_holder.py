@@ -374,3 +374,25 @@ async def test_a_run_cut_off_from_the_database_writes_nothing_over_a_new_version
     ]
     await eventually(lambda: validated(stack, UPLOAD_ID), within=30, what="validation")
     assert (await products(stack))["P-1"]["price"] == Decimal("13.7500")
+
+
+async def test_a_table_that_refuses_every_row_fails_the_run_instead_of_judging_the_rows(
+    stack: Stack,
+) -> None:
+    await stack.add_vendor("ACME")
+    await stack.put_object(KEY, csv_file(ROWS[:2]))
+    await stack.run_worker()
+    # The table changed under the service (a column it does not fill is now required).
+    await stack.db.execute("ALTER TABLE products ADD COLUMN gtin text NOT NULL DEFAULT 'x'")
+    await stack.db.execute("ALTER TABLE products ALTER COLUMN gtin DROP DEFAULT")
+    try:
+        await stack.run_validation(visibility_timeout_seconds=LEASE)
+    finally:
+        await stack.db.execute("ALTER TABLE products DROP COLUMN gtin")
+
+    history = await stack.history(UPLOAD_ID)
+    assert history is not None
+    assert (history["status"], history["lease_expires_at"]) == ("staged", None)
+    assert await drain(stack, stack.settings.error_queue_url or "") == []
+    assert [i["status"] for i in await stack.items(UPLOAD_ID)] == ["pending_validation"] * 2
+    await eventually(lambda: validated(stack, UPLOAD_ID), within=30, what="the retried job")

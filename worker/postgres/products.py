@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from worker.core.errors import TransientError
 from worker.core.rows import COLUMNS
 
 # The products table's columns, in the order the records passed to ``upsert`` are built.
@@ -70,13 +71,18 @@ async def upsert_products(conn: asyncpg.Connection, records: list[tuple[Any, ...
         pass
     else:
         return result
+    kinds = set()
     for index, record in enumerate(records):
         try:
             async with conn.transaction():
                 await conn.execute("TRUNCATE staged_products")
                 await _upsert(conn, [record], result)
         except _ROW_REFUSED as exc:
+            kinds.add(type(exc))
             result.refused[index] = f"{type(exc).__name__}: {exc}"
+    if len(records) > 1 and len(result.refused) == len(records) and len(kinds) == 1:
+        # Every row, for one reason: the table, not the rows (a column added or changed).
+        raise TransientError(f"PostgreSQL refused every product of a page: {result.refused[0]}")
     return result
 
 
