@@ -55,6 +55,7 @@ DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 VARIANTS = ("ceiling", "tutorial", "worker")
+SPEED_SCENARIOS = ("rows", "files")
 MODULES = {"ceiling": "bench.ceiling", "tutorial": "bench.tutorial", "worker": "bench.worker_drain"}
 BATCHES_IN_FLIGHT = 16  # the worker's default; the ceiling uses the same
 
@@ -500,9 +501,20 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
+def _medians(runs: list[Run]) -> dict[tuple[str, str], Run]:
+    """Per scenario and variant, the run of median speed (of the rounds measured)."""
+    grouped: dict[tuple[str, str], list[Run]] = {}
+    for run in runs:
+        grouped.setdefault((run.scenario, run.variant), []).append(run)
+    return {
+        key: sorted(group, key=lambda r: r.window_seconds)[len(group) // 2]
+        for key, group in grouped.items()
+    }
+
+
 def figures(runs: list[Run], sizes: Sizes) -> Figures:
     """The figures of each variant; ``None`` where a variant does not run a scenario."""
-    by = {(r.scenario, r.variant): r for r in runs}
+    by = _medians(runs)
     per_100k = 100_000 / sizes.big_rows
     result: Figures = {}
     for variant in VARIANTS:
@@ -754,10 +766,21 @@ async def run(args: argparse.Namespace) -> int:
             bench = Bench(work, db)
             print(f"work directory {work}; writing the CSV files …", file=sys.stderr)
             for scenario in scenarios(sizes, work / "data", args.only):
-                for variant in scenario.variants:
-                    print(f"  {scenario.name:<9} {variant:<8}", end="", file=sys.stderr, flush=True)
-                    runs.append(await bench.measure(scenario, variant))
-                    print(_progress(runs[-1]), file=sys.stderr)
+                # The ratios compare variants on a server whose speed drifts between runs: the
+                # speed scenarios are measured in rounds, the variants interleaved, and each
+                # figure is its median round.
+                rounds = args.rounds or (1 if args.quick else 3)
+                rounds = rounds if scenario.name in SPEED_SCENARIOS else 1
+                for _ in range(rounds):
+                    for variant in scenario.variants:
+                        print(
+                            f"  {scenario.name:<9} {variant:<8}",
+                            end="",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        runs.append(await bench.measure(scenario, variant))
+                        print(_progress(runs[-1]), file=sys.stderr)
             bench.check_same_items()
         finally:
             if bench is not None:
@@ -793,6 +816,12 @@ def main(argv: list[str] | None = None) -> int:
         "--database-url",
         default=DEFAULT_DATABASE_URL,
         help=f"PostgreSQL server to create the {DATABASE!r} database on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        help="rounds of the speed scenarios (rows, files); each figure is the median round "
+        "(default: 3, or 1 with --quick)",
     )
     parser.add_argument(
         "--only",
