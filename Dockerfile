@@ -29,6 +29,9 @@ ENV PATH=/opt/venv/bin:$PATH \
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin worker
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder /opt/rds-global-bundle.pem /etc/ssl/certs/rds-global-bundle.pem
+# On ECS the root filesystem is read-only and /tmp an ephemeral volume: declared here, the
+# volume starts as the image's /tmp (world-writable), not as an empty root-owned 0755 mount.
+VOLUME ["/tmp"]
 USER 10001
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

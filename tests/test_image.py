@@ -192,3 +192,9 @@ async def test_on_lambda_the_entry_point_serves_invocations_with_the_handler(
     assert api.errors == [], (tmp_path / "lambda.log").read_text()
     assert api.responses["req-1"] == {"batchItemFailures": []}
     assert (await stack.history("UPLOAD_ACME_20240101_000001") or {})["status"] == "staged"
+
+
+def test_tmp_is_a_volume_so_a_read_only_task_can_spill_to_it() -> None:
+    # ECS mounts an ephemeral volume at /tmp (deploy/compute.yaml); declared in the image, it
+    # starts as the image's world-writable /tmp rather than a root-owned 0755 directory.
+    assert 'VOLUME ["/tmp"]' in (ROOT / "Dockerfile").read_text()

@@ -83,7 +83,7 @@ async def test_the_task_is_protected_while_a_file_is_in_flight_and_released_when
     async with (
         ecs_agent() as agent,
         Resources.open(stack.settings) as res,
-        TaskProtection.open(agent.uri, minutes=30) as protection,
+        TaskProtection.open(agent.uri, minutes=30, linger_seconds=0.5) as protection,
     ):
         consumer = Consumer(res, handler=held_open, protection=protection)
         worker = asyncio.create_task(consumer.run())
@@ -117,7 +117,9 @@ async def _true(value: bool) -> bool:
 async def test_protection_is_renewed_while_work_goes_on() -> None:
     async with (
         ecs_agent() as agent,
-        TaskProtection.open(agent.uri, minutes=1, renew_seconds=0.1) as protection,
+        TaskProtection.open(
+            agent.uri, minutes=1, renew_seconds=0.1, linger_seconds=0.2
+        ) as protection,
     ):
         protection.hold()
         await eventually(
@@ -182,3 +184,33 @@ async def test_without_an_agent_nothing_is_asked() -> None:
         protection.release()
 
     assert protection.protected is False
+
+
+async def test_short_gaps_between_files_do_not_lift_protection() -> None:
+    async with (
+        ecs_agent() as agent,
+        TaskProtection.open(agent.uri, minutes=30, linger_seconds=2) as protection,
+    ):
+        for _ in range(20):  # small files one after the other, 20 ms apart
+            protection.hold()
+            await asyncio.sleep(0.02)  # the work itself, not synchronisation
+            protection.release()
+        await eventually(lambda: _true(not agent.protected), within=10, what="protection off")
+        assert agent.requests == [
+            {"ProtectionEnabled": True, "ExpiresInMinutes": 30},
+            {"ProtectionEnabled": False},
+        ]
+
+
+async def test_protection_is_not_renewed_for_ever_on_a_steady_backlog() -> None:
+    async with (
+        ecs_agent() as agent,
+        TaskProtection.open(
+            agent.uri, minutes=1, renew_seconds=0.1, renew_for_seconds=0.35
+        ) as protection,
+    ):
+        protection.hold()  # busy for good
+        # Ten renewal periods pass: uncapped, that would be about ten requests.
+        await asyncio.sleep(1.0)  # the time itself is what is tested
+        assert 3 <= len(agent.requests) <= 5, agent.requests
+        assert all(r["ProtectionEnabled"] for r in agent.requests)

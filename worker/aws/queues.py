@@ -33,7 +33,9 @@ class QueueOperations:
             self._sqs.receive_message,
             QueueUrl=queue_url,
             MaxNumberOfMessages=min(10, count),
-            WaitTimeSeconds=0,
+            # Not 0: a short poll samples only some of SQS's servers, and on a small queue (a
+            # DLQ, usually) often answers empty while messages are there.
+            WaitTimeSeconds=1,
             VisibilityTimeout=hold_seconds,
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],

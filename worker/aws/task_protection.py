@@ -4,8 +4,14 @@ While this task has work in flight (a file or a validation job, counted across b
 loops), it asks the agent to protect it from scale-in
 (``PUT ${ECS_AGENT_URI}/task-protection/v1/state`` with ``{"ProtectionEnabled": true,
 "ExpiresInMinutes": N}``), renews that every N/2 minutes while work goes on, and lifts it
-(``{"ProtectionEnabled": false}``) as soon as the task is idle, so that the service can scale
-in on a backlog that has gone without killing a task in the middle of a long file.
+(``{"ProtectionEnabled": false}``) once the task has been idle for ``linger_seconds`` (not at
+every gap between two small files), so that the service can scale in on a backlog that has
+gone without killing a task in the middle of a long file.
+
+Protection also holds off deployments, and a task with a steady backlog is never idle: so it
+is renewed for at most N minutes in a row. After that it runs out while the task works on,
+and ECS may then stop the task (SIGTERM: its files are checkpointed and finished elsewhere);
+the next protection starts after the task was idle.
 
 Only on ECS (the agent sets ``ECS_AGENT_URI``); elsewhere the object counts and asks nothing.
 The agent is a convenience, not a dependency: a request that fails is logged and tried again
@@ -46,8 +52,14 @@ class TaskProtection(Background):
         *,
         minutes: int,
         renew_seconds: float | None = None,
+        linger_seconds: float = 30.0,
+        renew_for_seconds: float | None = None,
     ) -> None:
         self._session = session
+        self._linger = linger_seconds
+        self._renew_for = minutes * 60 if renew_for_seconds is None else renew_for_seconds
+        self._idle_since = time.monotonic()
+        self._protected_since = 0.0
         self._url = f"{agent_uri.rstrip('/')}{STATE_PATH}" if agent_uri else None
         self._minutes = minutes
         self._renew_seconds = minutes * 60 / 2 if renew_seconds is None else renew_seconds
@@ -62,7 +74,13 @@ class TaskProtection(Background):
     @classmethod
     @asynccontextmanager
     async def open(
-        cls, agent_uri: str | None, *, minutes: int, renew_seconds: float | None = None
+        cls,
+        agent_uri: str | None,
+        *,
+        minutes: int,
+        renew_seconds: float | None = None,
+        linger_seconds: float = 30.0,
+        renew_for_seconds: float | None = None,
     ) -> AsyncIterator[TaskProtection]:
         """Protection for this task's life; lifted on exit if it is on."""
         if not agent_uri:
@@ -72,7 +90,14 @@ class TaskProtection(Background):
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS)
         async with (
             aiohttp.ClientSession(timeout=timeout) as session,
-            cls(session, agent_uri, minutes=minutes, renew_seconds=renew_seconds) as protection,
+            cls(
+                session,
+                agent_uri,
+                minutes=minutes,
+                renew_seconds=renew_seconds,
+                linger_seconds=linger_seconds,
+                renew_for_seconds=renew_for_seconds,
+            ) as protection,
         ):
             log.info("task scale-in protection while work is in flight", extra={"minutes": minutes})
             yield protection
@@ -87,20 +112,33 @@ class TaskProtection(Background):
 
     def release(self) -> None:
         self._holders = max(0, self._holders - 1)
+        if self._holders == 0:
+            self._idle_since = time.monotonic()
         self._changed.set()
 
     async def _background(self) -> None:
         if self._url is None:
             return
         while True:
-            wake_at = min(self._renew_at, self._retry_at)
+            lift_at = (
+                self._idle_since + self._linger
+                if self.protected and self._holders == 0
+                else float("inf")
+            )
+            wake_at = min(self._renew_at, self._retry_at, lift_at)
             timeout = None if wake_at == float("inf") else max(0.0, wake_at - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), timeout)
             self._changed.clear()
-            wanted = self._holders > 0
             now = time.monotonic()
+            lingering = self._holders == 0 and now - self._idle_since < self._linger
+            wanted = self._holders > 0 or (self.protected and lingering)
+            # Renewed for at most ``minutes`` in a row (deployments wait for protection).
+            within_cap = now - self._protected_since < self._renew_for
             renewal_due = wanted and self.protected and now >= self._renew_at
+            if renewal_due and not within_cap:
+                log.info("task scale-in protection left to run out (renewed for long enough)")
+                self._renew_at, renewal_due = float("inf"), False
             if wanted == self.protected and not renewal_due:
                 self._failures, self._retry_at = 0, float("inf")  # a failed change undone
                 continue
@@ -112,6 +150,7 @@ class TaskProtection(Background):
         if await self._put(wanted):
             if wanted != self.protected:
                 log.info("task scale-in protection %s", "on" if wanted else "off")
+                self._protected_since = time.monotonic()
             self.protected = wanted
             self._failures = 0
             self._retry_at = float("inf")

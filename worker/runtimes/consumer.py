@@ -109,6 +109,7 @@ class Consumer:
         # When each receive loop last went round (liveness: the stalest one counts).
         self._turns: dict[int, float] = {}
         self._created = time.monotonic()
+        self._stop_asked_at = 0.0
 
     @property
     def stopping(self) -> bool:
@@ -117,6 +118,7 @@ class Consumer:
     def stop(self) -> None:
         if not self._stopping.is_set():
             log.info("stopping: no new messages will be received")
+            self._stop_asked_at = time.monotonic()
         self._stopping.set()
 
     async def run(self, *, drain: bool = False) -> None:
@@ -247,7 +249,10 @@ class Consumer:
     async def _finish_in_flight(self) -> None:
         if not self._tasks:
             return
-        grace = self._settings.shutdown_grace_seconds if self._stopping.is_set() else None
+        grace = None
+        if self._stopping.is_set():  # counted from the stop, not from the last poll's end
+            spent = time.monotonic() - self._stop_asked_at
+            grace = max(0.0, self._settings.shutdown_grace_seconds - spent)
         _, pending = await asyncio.wait(self._tasks, timeout=grace)
         for task in pending:
             task.cancel()
