@@ -71,11 +71,7 @@ async def db_credentials(pg_server: DatabaseCredentials) -> AsyncIterator[Databa
     name = f"vo_test_{secrets.token_hex(4)}"
     credentials = await prepare_database(pg_server, name, vendors=False)
     yield credentials
-    admin = await connect(pg_server)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await _drop_database(pg_server, name)
 
 
 @pytest.fixture
@@ -84,7 +80,11 @@ async def scratch_database(pg_server: DatabaseCredentials) -> AsyncIterator[str]
     test (for commands that create their own, such as ``local up``)."""
     name = f"vo_scratch_{secrets.token_hex(4)}"
     yield name
-    admin = await connect(pg_server)
+    await _drop_database(pg_server, name)
+
+
+async def _drop_database(server: DatabaseCredentials, name: str) -> None:
+    admin = await connect(server)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

@@ -13,9 +13,9 @@ serialiser is not the one it expects.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import orjson
 from botocore.serialize import JSONSerializer
 
 OPERATION = "BatchWriteItem"
@@ -36,7 +36,9 @@ class WireFormatSerializer(JSONSerializer):
                 "X-Amz-Target": f"{metadata['targetPrefix']}.{operation_model.name}",
                 "Content-Type": f"application/x-amz-json-{metadata['jsonVersion']}",
             },
-            "body": json.dumps(parameters, separators=(",", ":")).encode(),
+            # orjson: the same JSON as botocore's json.dumps (UTF-8 where it escapes non-ASCII),
+            # in a fraction of the time; encoding the bodies was a tenth of staging's CPU.
+            "body": orjson.dumps(parameters),
         }
 
 
