@@ -86,14 +86,17 @@ class Keepalive(Background):
             self._gone = True
 
     async def _background(self) -> None:
+        pause = self.period / 3
         while not self._gone:
-            await asyncio.sleep(max(self.period / 3, 0.5))
+            await asyncio.sleep(max(pause, 0.5))
             asked_at = time.monotonic()
             try:
                 held = await self._renew()
-            except Exception as exc:  # unknown: try again until the period is over
+            except Exception as exc:  # unknown: try again soon, until the lease counts as lost
                 log.warning("could not renew the %s", self._what, extra={"error": str(exc)})
+                pause = self.period / 10  # several tries before HELD_FOR runs out, not one
                 continue
+            pause = self.period / 3
             if not held:
                 log.warning("%s lost", self._what)
             self.renewed(held, asked_at=asked_at)

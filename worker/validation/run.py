@@ -29,6 +29,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.errors import error_code
 from worker.aws.item_writer import ItemWriter
+from worker.core.background import HELD_FOR
 from worker.core.errors import (
     ConfigurationError,
     LeaseLostError,
@@ -80,7 +81,7 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
     if claim.upload is None:
         raise PermanentError(claim.reason)
     upload = claim.upload
-    notice_sent = False
+    notice_sent, failed = False, True
     try:
         async with Lease(res.database, upload_id, upload.attempt, lease_seconds) as lease:
             run = _Run(res, upload, lease, error_queue)
@@ -97,8 +98,12 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
                 raise LeaseLostError("lease lost before the upload was recorded as validated")
             if pending:
                 notice_sent = await notify(res, summary)
+        failed = False
     finally:
-        await _release(res, upload, notice_sent=notice_sent)
+        # After a failure, batches cancelled in flight may still land: the hold ends after
+        # the lease's margin (a third of it), as a lost lease would, not at once.
+        margin = lease_seconds * (1 - HELD_FOR) if failed else 0.0
+        await _release(res, upload, notice_sent=notice_sent, after=margin)
     report_key, errors_key = report_keys(upload.vendor_id, upload_id)
     return ValidationResult(
         upload_id,
@@ -114,12 +119,14 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
     )
 
 
-async def _release(res: Resources, upload: StagedUpload, *, notice_sent: bool) -> None:
-    """End the hold at once (a retry need not wait for the lease to run out)."""
+async def _release(
+    res: Resources, upload: StagedUpload, *, notice_sent: bool, after: float
+) -> None:
+    """End the hold (a retry need not wait for the whole lease to run out)."""
     try:
         async with res.database.connection() as conn:
             await UploadHistory(conn).release(
-                upload.upload_id, upload.attempt, notice_sent=notice_sent
+                upload.upload_id, upload.attempt, notice_sent=notice_sent, after=after
             )
     except (TransientError, ConfigurationError) as exc:
         log.warning("could not release the upload; its lease runs out", extra={"error": str(exc)})
@@ -175,13 +182,13 @@ class _Run:
             product_record(upload.vendor_id, upload.upload_id, upload.uploaded_at, v.data)
             for v in valid
         ]
-        refused: dict[int, str] = {}
+        refused: dict[int, str] = {}  # row number → PostgreSQL's reason
         if records:
             async with self._res.database.connection() as conn, conn.transaction():
                 if not await UploadHistory(conn).hold(upload.upload_id, upload.attempt):
                     raise LeaseLostError("lease lost: another attempt owns the upload now")
                 upserted = await upsert_products(conn, records)
-            refused = upserted.refused
+            refused = {valid[i].row_number: reason for i, reason in upserted.refused.items()}
             for verdict in valid:
                 product_id = str(verdict.data.get("vendor_product_id", ""))
                 newer = upserted.superseded.get(product_id)
@@ -196,11 +203,10 @@ class _Run:
                             "superseded_by": newer,
                         }
                     )
-        refused_verdicts = {id(valid[index]): reason for index, reason in refused.items()}
         messages: list[dict[str, Any]] = []
         updates: list[Item] = []
         for item, verdict in zip(page, verdicts, strict=True):
-            if (reason := refused_verdicts.get(id(verdict))) is not None:
+            if (reason := refused.get(verdict.row_number)) is not None:
                 self._rules.forget(verdict.row_number)
                 violation = Violation("row", "", f"refused by the database: {reason}")
                 verdict = dataclasses.replace(verdict, violations=[violation])
@@ -224,8 +230,7 @@ class _Run:
                 updates.append(updated)
         self._lease.check()
         await send_errors(self._res.sqs, self._error_queue, messages)
-        for updated in updates:
-            self._lease.check()
+        for updated in updates:  # (the writer checks the lease before every request)
             await writer.put(updated)
 
     def _broken(self, verdict: Verdict, errors_csv: IO[bytes]) -> None:
