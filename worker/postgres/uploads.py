@@ -370,21 +370,15 @@ class UploadHistory:
         )
         return pending
 
-    async def release(
-        self, upload_id: str, attempt: int, *, notice_sent: bool = False, after: float = 0.0
-    ) -> None:
-        """End a validation run's hold (fenced by the attempt), noting the notice if sent; in
-        ``after`` seconds rather than now (a run that failed may have writes still landing)."""
+    async def release(self, upload_id: str, attempt: int, *, notice_sent: bool = False) -> None:
+        """End a validation run's hold (fenced by the attempt), noting the notice if sent."""
         await self._conn.execute(
-            """UPDATE upload_history SET updated_at = now(),
-                      lease_expires_at = CASE WHEN $4 > 0
-                          THEN now() + make_interval(secs => $4) END,
+            """UPDATE upload_history SET lease_expires_at = NULL, updated_at = now(),
                       notice_sent_at = CASE WHEN $3 THEN now() ELSE notice_sent_at END
                WHERE upload_id = $1 AND attempts = $2 AND status IN ('staged', 'validated')""",
             upload_id,
             attempt,
             notice_sent,
-            float(after),
         )
 
     async def recent(

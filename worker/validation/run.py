@@ -29,7 +29,6 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from worker.aws.errors import error_code
 from worker.aws.item_writer import ItemWriter
-from worker.core.background import HELD_FOR
 from worker.core.errors import (
     ConfigurationError,
     LeaseLostError,
@@ -81,7 +80,7 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
     if claim.upload is None:
         raise PermanentError(claim.reason)
     upload = claim.upload
-    notice_sent, failed = False, True
+    notice_sent = False
     try:
         async with Lease(res.database, upload_id, upload.attempt, lease_seconds) as lease:
             run = _Run(res, upload, lease, error_queue)
@@ -98,12 +97,8 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
                 raise LeaseLostError("lease lost before the upload was recorded as validated")
             if pending:
                 notice_sent = await notify(res, summary)
-        failed = False
     finally:
-        # After a failure, batches cancelled in flight may still land: the hold ends after
-        # the lease's margin (a third of it), as a lost lease would, not at once.
-        margin = lease_seconds * (1 - HELD_FOR) if failed else 0.0
-        await _release(res, upload, notice_sent=notice_sent, after=margin)
+        await _release(res, upload, notice_sent=notice_sent)
     report_key, errors_key = report_keys(upload.vendor_id, upload_id)
     return ValidationResult(
         upload_id,
@@ -119,14 +114,12 @@ async def validate_upload(res: Resources, upload_id: str) -> ValidationResult:
     )
 
 
-async def _release(
-    res: Resources, upload: StagedUpload, *, notice_sent: bool, after: float
-) -> None:
-    """End the hold (a retry need not wait for the whole lease to run out)."""
+async def _release(res: Resources, upload: StagedUpload, *, notice_sent: bool) -> None:
+    """End the hold at once (a retry need not wait for the lease to run out)."""
     try:
         async with res.database.connection() as conn:
             await UploadHistory(conn).release(
-                upload.upload_id, upload.attempt, notice_sent=notice_sent, after=after
+                upload.upload_id, upload.attempt, notice_sent=notice_sent
             )
     except (TransientError, ConfigurationError) as exc:
         log.warning("could not release the upload; its lease runs out", extra={"error": str(exc)})
